@@ -1,0 +1,119 @@
+"""The ``atelier`` command line: ingest catalogs, search, chat, serve, train, benchmark.
+
+Each sub-command is a thin wrapper over a typed function in ``tools/``, ``assistant/`` or ``ui/``;
+``--json`` output keeps the field names other tools and checks rely on.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from assistant.settings import get_settings, override_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Atelier: a conversational fashion shopping assistant over your product catalog.")
+
+
+def apply_store(store: Optional[Path]) -> None:
+    """``--store DIR`` overrides ATELIER_STORE for this command."""
+    if store is not None:
+        override_settings(store=store)
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def print_json(value: object) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
+
+
+@app.command()
+def ingest(
+    path: Path = typer.Argument(..., help="Catalog folder or file."),
+    format: str = typer.Option("auto", "--format", "-f", help="hm | fpi | generic | auto"),
+    limit: Optional[int] = typer.Option(None, help="Ingest at most N rows."),
+    store: Optional[Path] = typer.Option(None, help="Chroma store folder (default ATELIER_STORE)."),
+    mapping: Optional[Path] = typer.Option(None, help="YAML column mapping for --format generic."),
+    map_: list[str] = typer.Option([], "--map", help="field=column mapping pair (generic), repeatable."),
+    batch_size: int = typer.Option(64, help="Items embedded per batch."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Embed a catalog's product text and photos into the store (resumable, skips unchanged items)."""
+    from tools.catalogs import CatalogOptions, detect_format, load_mapping
+    from tools.ingest import ingest as run_ingest
+
+    apply_store(store)
+    if not path.exists():
+        fail(f"catalog not found: {path}")
+    fmt = detect_format(path) if format == "auto" else format
+    if fmt == "generic" and path.is_dir():
+        fail("--format generic needs a CSV or JSONL file, not a folder")
+    try:
+        options = CatalogOptions(mapping=load_mapping(mapping, map_))
+        report = run_ingest(path, fmt, limit=limit, batch_size=batch_size, options=options,
+                            progress=not as_json)
+    except (ValueError, RuntimeError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(report.model_dump())
+    else:
+        typer.echo(f"ingested {report.added} new or changed, skipped {report.skipped_unchanged} unchanged, "
+                   f"rejected {report.rejected} of {report.seen} rows in {report.seconds:.0f}s "
+                   f"({report.items_per_second} items/s); store now holds {report.store_count} products")
+        if report.rejected:
+            typer.echo(f"rejects with reasons: {report.rejects_file} {report.reject_reasons}")
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help='e.g. "black dress under 40"'),
+    k: int = typer.Option(10, "-k", help="Number of results."),
+    store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
+    category: list[str] = typer.Option([], help="Filter: category (repeatable)."),
+    group: list[str] = typer.Option([], help="Filter: group / outfit slot."),
+    colour: list[str] = typer.Option([], help="Filter: colour family."),
+    pattern: list[str] = typer.Option([], help="Filter: pattern."),
+    gender: list[str] = typer.Option([], help="Filter: women | men | kids | unisex."),
+    price_min: Optional[float] = typer.Option(None, help="Minimum price."),
+    price_max: Optional[float] = typer.Option(None, help="Maximum price."),
+    no_parse: bool = typer.Option(False, help="Do not read filters from the query text."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Hybrid product search with filters."""
+    from tools.query_parser import SearchFilters
+    from tools.search import default_search
+
+    apply_store(store)
+    must = {f: v for f, v in dict(category=category, group=group, colour=colour, pattern=pattern,
+                                   gender=gender).items() if v}
+    filters = SearchFilters(must=must, price_min=price_min, price_max=price_max)
+    try:
+        results = default_search().search(query, filters, k, parse=not no_parse)
+    except (ValueError, RuntimeError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json({"results": [r.model_dump() for r in results]})
+        return
+    if not results:
+        typer.echo("Nothing in the catalog matches that well enough.")
+    for rank, r in enumerate(results, start=1):
+        price = "" if r.price is None else f"  {r.price:.2f}"
+        typer.echo(f"{rank:2d}. [{r.id}] {r.title} — {r.colour} {r.pattern} {r.category} ({r.gender}){price}\n"
+                   f"    {r.why}")
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the active settings (ATELIER_* environment variables)."""
+    print_json(get_settings().model_dump(mode="json"))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,84 @@
+"""One typed settings object for the whole of Atelier.
+
+Every knob is an ``ATELIER_*`` environment variable (or a ``.env`` file entry); code asks
+``get_settings()`` instead of reading the environment itself, so tests can swap a whole
+configuration with ``override_settings``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROMPTS_DIR = REPO_ROOT / "prompts"
+
+
+class Settings(BaseSettings):
+    """Atelier configuration (env prefix ``ATELIER_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ATELIER_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path(".atelier"), description="Folder for the store, sessions DB and caches.")
+    store: Path | None = Field(None, description="Chroma persistent folder (default HOME/store).")
+    chroma_url: str | None = Field(None, description="http://host:port of a Chroma server; overrides store.")
+    collection_prefix: str = Field("atelier", description="Prefix of the Chroma collection names.")
+    db: Path | None = Field(None, description="SQLite file for sessions and turn logs (default HOME/atelier.db).")
+    encoder: str = Field("compact", description="Encoder name: 'compact' or 'open_clip:<model>[:<pretrained>]'.")
+    llm: str = Field("none", description="LLM backend: none | local | openai.")
+    llm_base_url: str = Field("http://127.0.0.1:11434/v1", description="OpenAI-compatible endpoint.")
+    llm_model: str = Field("gpt-4o-mini", description="Model name sent to the OpenAI-compatible endpoint.")
+    llm_api_key: str = Field("not-needed", description="API key for the OpenAI-compatible endpoint.")
+    llm_max_tokens: int = 256
+    datasets: Path = Field(REPO_ROOT.parent / "shared" / "datasets", description="Folder of the shared datasets.")
+    catalog: Path | None = Field(None, description="Default catalog for `make demo`.")
+    relevance_threshold: float = Field(0.0, description="Minimum fused relevance before results are shown.")
+    max_upload_bytes: int = 8 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    rate_limit_per_minute: int = 120
+    device: str = "cpu"
+
+    @property
+    def store_path(self) -> Path:
+        return self.store if self.store is not None else self.home / "store"
+
+    @property
+    def db_path(self) -> Path:
+        return self.db if self.db is not None else self.home / "atelier.db"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The active settings, read from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = Settings()
+    return _current
+
+
+def override_settings(**values: object) -> Settings:
+    """Replace the active settings with the environment's plus ``values`` (CLI flags, tests)."""
+    global _current
+    _current = Settings(**values)
+    return _current
+
+
+def reset_settings() -> None:
+    """Forget the active settings so the next call re-reads the environment."""
+    global _current
+    _current = None

@@ -1,0 +1,76 @@
+"""Encoders that map product text and product images into one shared, L2-normalised space.
+
+Built by name from a registry, in the spirit of open_clip's ``factory.py``: ``load_encoder("compact")``
+is the offline default; ``load_encoder("open_clip:ViT-B-32:laion2b_s34b_b79k")`` or
+``load_encoder("open_clip:hf-hub:Marqo/marqo-fashionSigLIP")`` use any open_clip model, from a hub or a
+local checkpoint file. Everything outside ``benchmarks/`` gets its encoder from ``load_encoder``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What every encoder offers. Both methods return float32 arrays of shape (n, dim), rows L2-normalised."""
+
+    name: str
+    dim: int
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray: ...
+
+    def embed_images(self, images: list[Image.Image]) -> np.ndarray: ...
+
+
+EncoderFactory = Callable[[str], Encoder]
+_REGISTRY: dict[str, EncoderFactory] = {}
+_LOADED: dict[str, Encoder] = {}
+
+
+class EncoderError(RuntimeError):
+    """An encoder could not be built; the message says what to do."""
+
+
+def register_encoder(prefix: str) -> Callable[[EncoderFactory], EncoderFactory]:
+    """Register a factory for names equal to ``prefix`` or starting with ``prefix:``.
+
+    The factory receives the part after ``prefix:`` (or "" for the bare name).
+    """
+
+    def decorator(factory: EncoderFactory) -> EncoderFactory:
+        _REGISTRY[prefix] = factory
+        return factory
+
+    return decorator
+
+
+def available_encoders() -> list[str]:
+    _import_builtin()
+    return sorted(_REGISTRY)
+
+
+def load_encoder(name: str | None = None) -> Encoder:
+    """Build (once per process) the encoder called ``name`` (default: ``ATELIER_ENCODER``)."""
+    if name is None:
+        from assistant.settings import get_settings
+
+        name = get_settings().encoder
+    if name in _LOADED:
+        return _LOADED[name]
+    _import_builtin()
+    prefix, _, rest = name.partition(":")
+    factory = _REGISTRY.get(prefix)
+    if factory is None:
+        raise EncoderError(f"unknown encoder {name!r}; available: {', '.join(available_encoders())}")
+    encoder = factory(rest)
+    _LOADED[name] = encoder
+    return encoder
+
+
+def _import_builtin() -> None:
+    from tools.encoders import compact, openclip  # noqa: F401  (registration side effect)

@@ -1,0 +1,126 @@
+"""Catalog ingestion: read a catalog, embed product text and photos, write them to the store.
+
+Batched with a progress bar. Idempotent and resumable: each product carries a content hash (product
+fields + image file stamp + encoder), items already stored with the same hash are skipped, and
+writes are upserts by id, so re-running after a crash (even ``kill -9``) finishes the job with nothing
+lost or doubled. Bad rows and unreadable photos are counted and written to a rejects file with the
+reason; they never abort the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+from tqdm import tqdm
+
+from assistant.settings import Settings, get_settings
+from tools.catalogs import CatalogOptions, Reject, read_catalog
+from tools.encoders import Encoder, load_encoder
+from tools.images import ImageError, load_image
+from tools.schema import Product
+from tools.store import ProductStore
+
+
+class IngestReport(BaseModel):
+    """What an ingestion run did."""
+
+    catalog: str
+    format: str
+    seen: int = 0
+    added: int = 0
+    skipped_unchanged: int = 0
+    rejected: int = 0
+    rejects_file: str | None = None
+    seconds: float = 0.0
+    items_per_second: float = 0.0
+    store_count: int = 0
+    reject_reasons: dict[str, int] = Field(default_factory=dict)
+
+
+def content_hash(product: Product, encoder_name: str) -> str:
+    """Changes when the product, its photo file or the encoder changes."""
+    stamp = ""
+    if product.image_path:
+        stat = Path(product.image_path).stat()
+        stamp = f"{stat.st_size}:{int(stat.st_mtime)}"
+    payload = json.dumps([product.model_dump(mode="json"), stamp, encoder_name], sort_keys=True)
+    return hashlib.sha1(payload.encode()).hexdigest()
+
+
+def _batches(rows: Iterator, size: int) -> Iterator[list]:
+    while batch := list(islice(rows, size)):
+        yield batch
+
+
+def ingest(path: str | Path, fmt: str, *, limit: int | None = None, batch_size: int = 64,
+           options: CatalogOptions | None = None, settings: Settings | None = None,
+           encoder: Encoder | None = None, store: ProductStore | None = None,
+           rejects_path: Path | None = None, progress: bool = True,
+           on_batch: Callable[[int], None] | None = None) -> IngestReport:
+    """Ingest the catalog at ``path`` (format ``fmt``) into the configured store."""
+    settings = settings or get_settings()
+    encoder = encoder or load_encoder(settings.encoder)
+    store = store or ProductStore.open(encoder.name, encoder.dim, settings)
+    rejects_path = rejects_path or settings.home / "rejects" / f"{Path(path).name or 'catalog'}-{fmt}.jsonl"
+    rejects_path.parent.mkdir(parents=True, exist_ok=True)
+    report = IngestReport(catalog=str(path), format=fmt, rejects_file=str(rejects_path))
+    started = time.perf_counter()
+    rows = read_catalog(path, fmt, options)
+    if limit is not None:
+        rows = islice(rows, limit)
+    with rejects_path.open("w") as rejects, tqdm(total=limit, unit="item", disable=not progress,
+                                                  desc=f"ingest {fmt}") as bar:
+        def reject(item: Reject) -> None:
+            report.rejected += 1
+            kind = item.reason.split(":")[0]
+            report.reject_reasons[kind] = report.reject_reasons.get(kind, 0) + 1
+            rejects.write(json.dumps({"row": item.row, "id": item.id, "reason": item.reason}) + "\n")
+
+        for batch in _batches(iter(rows), batch_size):
+            report.seen += len(batch)
+            products = []
+            for row in batch:
+                if isinstance(row, Reject):
+                    reject(row)
+                else:
+                    products.append(row)
+            hashes = {p.id: content_hash(p, encoder.name) for p in products}
+            stored = store.content_hashes([p.id for p in products])
+            todo = [p for p in products if stored.get(p.id) != hashes[p.id]]
+            report.skipped_unchanged += len(products) - len(todo)
+            images, ready = [], []
+            for product in todo:
+                try:
+                    images.append(load_image(product.image_path, max_bytes=50_000_000) if product.image_path
+                                  else None)
+                    ready.append(product)
+                except ImageError as exc:
+                    reject(Reject(0, product.id, f"unreadable image: {exc}"))
+            if ready:
+                text_vectors = encoder.embed_texts([p.search_text() for p in ready])
+                image_vectors = _image_vectors(encoder, images, text_vectors)
+                store.upsert(ready, [hashes[p.id] for p in ready], text_vectors, image_vectors)
+                report.added += len(ready)
+            bar.update(len(batch))
+            if on_batch:
+                on_batch(report.seen)
+    report.seconds = round(time.perf_counter() - started, 2)
+    report.items_per_second = round(report.seen / report.seconds, 1) if report.seconds else 0.0
+    report.store_count = store.count()
+    return report
+
+
+def _image_vectors(encoder: Encoder, images: list, text_vectors: np.ndarray) -> np.ndarray:
+    """Image embeddings; a product without a photo falls back to its text vector in the image collection."""
+    vectors = text_vectors.copy()
+    present = [i for i, image in enumerate(images) if image is not None]
+    if present:
+        vectors[present] = encoder.embed_images([images[i] for i in present])
+    return vectors

@@ -1,0 +1,144 @@
+"""Turn the obvious constraints of a shopper's query into filters: "black dress under 40" →
+colour=black, category=dress, price ≤ 40; "not black", "without print" → must-avoid.
+
+Rule-based on purpose: the shared taxonomy's synonyms make it exact and instant, and an LLM parser
+(when configured) produces the same ``SearchFilters`` type.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tools.taxonomy import Mention, Taxonomy, get_taxonomy
+
+FACET_FIELDS = ("category", "group", "colour", "pattern", "gender", "source")
+
+_NUMBER = r"(\d+(?:[.,]\d+)?)"
+_CURRENCY = r"(?:\s*(?:\$|€|£|eur|euros?|usd|dollars?|gbp|pounds?|bucks))?"
+PRICE_RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(rf"\bbetween\s*[$€£]?{_NUMBER}{_CURRENCY}\s*(?:and|-|to)\s*[$€£]?{_NUMBER}", re.I), "range"),
+    (re.compile(rf"[$€£]?{_NUMBER}{_CURRENCY}\s*(?:-|to)\s*[$€£]?{_NUMBER}{_CURRENCY}(?=\s*(?:$|[^\w]))", re.I), "range"),
+    (re.compile(rf"(?:under|below|less than|cheaper than|max(?:imum)?|at most|up to|no more than|within|<=?)\s*[$€£]?{_NUMBER}", re.I), "max"),
+    (re.compile(rf"(?:over|above|more than|at least|min(?:imum)?|from|>=?)\s*[$€£]?{_NUMBER}", re.I), "min"),
+]
+NEGATIONS = re.compile(r"\b(?:not|no|without|except|excluding|avoid|anything but|but not|nothing|non)\s+$", re.I)
+
+
+class SearchFilters(BaseModel):
+    """Hard constraints of a search: allowed values (any of) and forbidden values per facet, a price range,
+    and ids never to show again (SoFT's must-have / must-avoid constraints)."""
+
+    must: dict[str, list[str]] = Field(default_factory=dict)
+    avoid: dict[str, list[str]] = Field(default_factory=dict)
+    price_min: float | None = None
+    price_max: float | None = None
+    exclude_ids: list[str] = Field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.must or self.avoid or self.price_min is not None or self.price_max is not None)
+
+    def merged(self, other: "SearchFilters") -> "SearchFilters":
+        """``other`` on top of ``self``: per facet, the later constraint wins."""
+        must = {**self.must, **other.must}
+        avoid = {**self.avoid, **other.avoid}
+        for facet, values in other.must.items():
+            if facet in avoid:
+                avoid[facet] = [v for v in avoid[facet] if v not in values]
+        for facet, values in other.avoid.items():
+            if facet in must:
+                must[facet] = [v for v in must[facet] if v not in values]
+        return SearchFilters(
+            must={f: v for f, v in must.items() if v},
+            avoid={f: v for f, v in avoid.items() if v},
+            price_min=other.price_min if other.price_min is not None else self.price_min,
+            price_max=other.price_max if other.price_max is not None else self.price_max,
+            exclude_ids=list(dict.fromkeys(self.exclude_ids + other.exclude_ids)),
+        )
+
+    def matches(self, meta: dict[str, Any]) -> bool:
+        """Whether a product's metadata satisfies these filters (the same logic as ``to_where``)."""
+        for facet, values in self.must.items():
+            if meta.get(facet) not in _expand(facet, values):
+                return False
+        for facet, values in self.avoid.items():
+            if meta.get(facet) in values:
+                return False
+        price = meta.get("price")
+        if self.price_min is not None and (price is None or price < self.price_min):
+            return False
+        if self.price_max is not None and (price is None or price > self.price_max):
+            return False
+        return True
+
+    def to_where(self) -> dict[str, Any] | None:
+        """The Chroma ``where`` clause (exclude_ids are applied after the query)."""
+        clauses: list[dict[str, Any]] = []
+        for facet, values in sorted(self.must.items()):
+            clauses.append({facet: {"$in": _expand(facet, values)}})
+        for facet, values in sorted(self.avoid.items()):
+            clauses.append({facet: {"$nin": list(values)}})
+        if self.price_min is not None:
+            clauses.append({"price": {"$gte": float(self.price_min)}})
+        if self.price_max is not None:
+            clauses.append({"price": {"$lte": float(self.price_max)}})
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _expand(facet: str, values: list[str]) -> list[str]:
+    """Unisex items serve either gender."""
+    if facet == "gender" and any(v in ("women", "men") for v in values):
+        return list(dict.fromkeys([*values, "unisex"]))
+    return list(values)
+
+
+class ParsedQuery(BaseModel):
+    """A query split into its hard constraints and the free text that remains."""
+
+    text: str
+    filters: SearchFilters
+    mentions: list[dict[str, str]] = Field(default_factory=list)
+
+
+def parse_price(text: str) -> tuple[float | None, float | None, str]:
+    """Price bounds in ``text`` and the text without them."""
+    low = high = None
+    for pattern, kind in PRICE_RULES:
+        match = pattern.search(text)
+        if not match:
+            continue
+        numbers = [float(g.replace(",", ".")) for g in match.groups() if g]
+        if kind == "range" and len(numbers) == 2:
+            low, high = min(numbers), max(numbers)
+        elif kind == "max" and high is None:
+            high = numbers[0]
+        elif kind == "min" and low is None:
+            low = numbers[0]
+        text = text[: match.start()] + " " + text[match.end():]
+    return low, high, text
+
+
+def negated(text: str, mention: Mention) -> bool:
+    """Whether a mention is preceded by a negation ("not black", "no print", "without stripes")."""
+    return bool(NEGATIONS.search(text[max(0, mention.start - 20): mention.start]))
+
+
+def parse_query(text: str, taxonomy: Taxonomy | None = None) -> ParsedQuery:
+    """Extract taxonomy values (must / avoid) and price bounds from a free-text query."""
+    taxonomy = taxonomy or get_taxonomy()
+    low, high, rest = parse_price(text)
+    must: dict[str, list[str]] = {}
+    avoid: dict[str, list[str]] = {}
+    mentions = taxonomy.find_mentions(rest)
+    for mention in mentions:
+        target = avoid if negated(rest, mention) else must
+        target.setdefault(mention.facet, [])
+        if mention.value not in target[mention.facet]:
+            target[mention.facet].append(mention.value)
+    filters = SearchFilters(must=must, avoid=avoid, price_min=low, price_max=high)
+    return ParsedQuery(text=text.strip(), filters=filters,
+                       mentions=[{"facet": m.facet, "value": m.value, "surface": m.surface} for m in mentions])

@@ -1,0 +1,176 @@
+"""The product store: two Chroma collections (product-text vectors and product-image vectors) that
+share ids and filterable metadata.
+
+Embedded (``PersistentClient`` at ``ATELIER_STORE``) by default, client/server when ``ATELIER_CHROMA_URL``
+is set. The encoder that built a store is recorded in its collection metadata, so a query with another
+encoder fails with a clear message instead of returning nonsense.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from assistant.settings import Settings, get_settings
+from tools.schema import Product
+
+FILTER_FIELDS = ("category", "group", "colour", "pattern", "gender", "source")
+MAX_BATCH = 5000
+
+
+class StoreError(RuntimeError):
+    """The store cannot serve this request; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    similarity: float
+    metadata: dict[str, Any]
+
+
+def product_metadata(product: Product, content_hash: str) -> dict[str, Any]:
+    """Flat, filterable metadata (Chroma accepts no None or nested values)."""
+    meta: dict[str, Any] = {name: getattr(product, name) for name in FILTER_FIELDS}
+    meta.update(title=product.title, content_hash=content_hash, has_price=product.price is not None,
+                product=product.model_dump_json())
+    if product.price is not None:
+        meta["price"] = float(product.price)
+    return meta
+
+
+def product_from_metadata(meta: dict[str, Any]) -> Product:
+    return Product.model_validate_json(meta["product"])
+
+
+class ProductStore:
+    """Products with their text and image embeddings, in Chroma."""
+
+    def __init__(self, client: Any, prefix: str, encoder_name: str, dim: int) -> None:
+        self.client = client
+        self.encoder_name = encoder_name
+        self.dim = dim
+        self.text = self._collection(f"{prefix}_text")
+        self.image = self._collection(f"{prefix}_image")
+        self._check_encoder(self.text)
+
+    @classmethod
+    def open(cls, encoder_name: str, dim: int, settings: Settings | None = None) -> "ProductStore":
+        settings = settings or get_settings()
+        return cls(make_client(settings), settings.collection_prefix, encoder_name, dim)
+
+    def _collection(self, name: str) -> Any:
+        return self.client.get_or_create_collection(
+            name=name,
+            embedding_function=None,
+            metadata={"encoder": self.encoder_name, "dim": self.dim},
+            configuration={"hnsw": {"space": "cosine"}},
+        )
+
+    def _check_encoder(self, collection: Any) -> None:
+        meta = collection.metadata or {}
+        built = meta.get("encoder")
+        if built and built != self.encoder_name and collection.count() > 0:
+            raise StoreError(
+                f"this store was built with encoder {built!r} but {self.encoder_name!r} is configured; "
+                f"set ATELIER_ENCODER={built} or ingest into a new store (ATELIER_STORE=...)"
+            )
+
+    def count(self) -> int:
+        return min(self.text.count(), self.image.count())
+
+    def upsert(self, products: Sequence[Product], hashes: Sequence[str], text_vectors: np.ndarray,
+               image_vectors: np.ndarray) -> None:
+        """Write products to both collections (idempotent by id: re-running never duplicates)."""
+        ids = [p.id for p in products]
+        metas = [product_metadata(p, h) for p, h in zip(products, hashes)]
+        docs = [p.search_text() for p in products]
+        self.image.upsert(ids=ids, embeddings=image_vectors.tolist(), metadatas=metas, documents=docs)
+        self.text.upsert(ids=ids, embeddings=text_vectors.tolist(), metadatas=metas, documents=docs)
+
+    def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        """Hashes of the ids present in *both* collections (an item half-written by a crash counts as absent)."""
+        if not ids:
+            return {}
+        got: list[dict[str, str]] = []
+        for collection in (self.text, self.image):
+            rows = collection.get(ids=list(ids), include=["metadatas"])
+            got.append({i: (m or {}).get("content_hash", "") for i, m in zip(rows["ids"], rows["metadatas"])})
+        return {i: h for i, h in got[0].items() if got[1].get(i) == h}
+
+    def get(self, ids: Sequence[str]) -> list[Product]:
+        """Products by id, in the order asked; unknown ids are skipped."""
+        if not ids:
+            return []
+        rows = self.text.get(ids=list(dict.fromkeys(ids)), include=["metadatas"])
+        by_id = {i: product_from_metadata(m) for i, m in zip(rows["ids"], rows["metadatas"])}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def get_product(self, product_id: str) -> Product | None:
+        found = self.get([product_id])
+        return found[0] if found else None
+
+    def vectors(self, ids: Sequence[str], kind: str = "image") -> dict[str, np.ndarray]:
+        """Stored embeddings by id (``kind`` is "image" or "text")."""
+        if not ids:
+            return {}
+        collection = self.image if kind == "image" else self.text
+        rows = collection.get(ids=list(ids), include=["embeddings"])
+        return {i: np.asarray(e, dtype=np.float32) for i, e in zip(rows["ids"], rows["embeddings"])}
+
+    def query(self, vector: np.ndarray, kind: str = "text", where: dict[str, Any] | None = None,
+              k: int = 50) -> list[Hit]:
+        """Nearest products to ``vector`` in the text or image collection, honouring ``where``."""
+        collection = self.image if kind == "image" else self.text
+        total = collection.count()
+        if total == 0:
+            return []
+        rows = collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32).tolist()],
+                                n_results=min(k, total), where=where or None, include=["metadatas", "distances"])
+        return [Hit(i, 1.0 - float(d), m) for i, d, m in
+                zip(rows["ids"][0], rows["distances"][0], rows["metadatas"][0])]
+
+    def iter_metadata(self, batch: int = MAX_BATCH) -> Iterable[tuple[str, dict[str, Any], str]]:
+        """(id, metadata, document) for every product, in pages."""
+        offset = 0
+        while True:
+            rows = self.text.get(include=["metadatas", "documents"], limit=batch, offset=offset)
+            if not rows["ids"]:
+                return
+            yield from zip(rows["ids"], rows["metadatas"], rows["documents"])
+            offset += len(rows["ids"])
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for collection in (self.text, self.image):
+            collection.delete(ids=list(ids))
+
+
+def make_client(settings: Settings) -> Any:
+    """A Chroma client: HTTP when ``chroma_url`` is set, else embedded at ``store_path``."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url)
+        try:
+            return chromadb.HttpClient(host=url.hostname or "127.0.0.1", port=url.port or 8000,
+                                       ssl=url.scheme == "https", settings=chroma_settings)
+        except Exception as exc:  # chromadb raises plain Exception/ValueError when the server is down
+            raise StoreError(f"cannot reach the Chroma server at {settings.chroma_url}: {exc}") from exc
+    settings.store_path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.store_path), settings=chroma_settings)
+
+
+def open_store(settings: Settings | None = None) -> ProductStore:
+    """The configured store, with the configured encoder's name and dimension."""
+    from tools.encoders import load_encoder
+
+    settings = settings or get_settings()
+    encoder = load_encoder(settings.encoder)
+    return ProductStore.open(encoder.name, encoder.dim, settings)
+
