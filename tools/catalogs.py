@@ -47,6 +47,7 @@ class CatalogOptions:
 
     mapping: dict[str, str] = field(default_factory=dict)
     image_root: Path | None = None
+    only_ids: frozenset[str] | None = None
     taxonomy: Taxonomy = field(default_factory=get_taxonomy)
 
 
@@ -65,7 +66,11 @@ def read_catalog(path: str | Path, fmt: str, options: CatalogOptions | None = No
     """Yield every row of the catalog at ``path`` as a ``Product`` or a ``Reject``."""
     if fmt not in CATALOG_FORMATS:
         raise ValueError(f"unknown catalog format {fmt!r}; choose one of {', '.join(sorted(CATALOG_FORMATS))}")
-    return CATALOG_FORMATS[fmt](Path(path), options or CatalogOptions())
+    options = options or CatalogOptions()
+    rows = CATALOG_FORMATS[fmt](Path(path), options)
+    if options.only_ids is None:
+        return rows
+    return (row for row in rows if row.id in options.only_ids)
 
 
 def detect_format(path: str | Path) -> str:
