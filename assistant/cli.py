@@ -43,6 +43,7 @@ def ingest(
     mapping: Optional[Path] = typer.Option(None, help="YAML column mapping for --format generic."),
     map_: list[str] = typer.Option([], "--map", help="field=column mapping pair (generic), repeatable."),
     batch_size: int = typer.Option(64, help="Items embedded per batch."),
+    if_empty: bool = typer.Option(False, "--if-empty", help="Do nothing when the store already has products."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Embed a catalog's product text and photos into the store (resumable, skips unchanged items)."""
@@ -52,6 +53,13 @@ def ingest(
     apply_store(store)
     if not path.exists():
         fail(f"catalog not found: {path}")
+    if if_empty:
+        from tools.store import open_store
+
+        count = open_store().count()
+        if count:
+            typer.echo(f"store {get_settings().store_path} already holds {count} products; skipping ingestion")
+            return
     fmt = detect_format(path) if format == "auto" else format
     if fmt == "generic" and path.is_dir():
         fail("--format generic needs a CSV or JSONL file, not a folder")

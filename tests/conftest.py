@@ -68,3 +68,37 @@ def hm_settings(hm_store_settings):
     from assistant.settings import override_settings
 
     return override_settings(**hm_store_settings.model_dump())
+
+
+@pytest.fixture(scope="session")
+def chroma_server_url(tmp_path_factory: pytest.TempPathFactory):
+    """URL of a Chroma server on loopback: the one .ci/run started, or one started here for the session."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    url = os.environ.get("ATELIER_TEST_CHROMA_URL")
+    process = None
+    if not url:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        path = tmp_path_factory.mktemp("chroma-server")
+        chroma = Path(os.sys.executable).parent / "chroma"
+        process = subprocess.Popen([str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port",
+                                    str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2).read()
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise RuntimeError(f"Chroma server at {url} did not start")
+            time.sleep(0.3)
+    yield url
+    if process is not None:
+        process.terminate()
+        process.wait(timeout=20)

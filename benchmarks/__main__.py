@@ -1,0 +1,34 @@
+"""``python -m benchmarks [NAME ...]``: run every ``benchmarks/bench_*.py`` (or the named ones) in turn."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    names = sorted(p.stem.removeprefix("bench_") for p in Path(__file__).parent.glob("bench_*.py"))
+    chosen = [a for a in argv if not a.startswith("-")] or names
+    failed = []
+    for name in chosen:
+        print(f"\n# benchmark: {name}", flush=True)
+        started = time.perf_counter()
+        try:
+            entry = importlib.import_module(f"benchmarks.bench_{name}").main
+            flags = [a for a in argv if a.startswith("-")]
+            entry(flags) if inspect.signature(entry).parameters else entry()
+        except Exception:  # one broken benchmark must not hide the others' figures
+            traceback.print_exc()
+            failed.append(name)
+        print(f"# {name}: {time.perf_counter() - started:.0f}s", flush=True)
+    if failed:
+        print(f"\nfailed benchmarks: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

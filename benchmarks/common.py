@@ -1,0 +1,62 @@
+"""Shared benchmark plumbing: the full H&M catalog ingested once into a benchmark store, and the test split."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from assistant.settings import REPO_ROOT, Settings, get_settings, override_settings
+
+BENCH_HOME = REPO_ROOT / ".atelier" / "bench"
+
+
+def datasets() -> Path:
+    return get_settings().datasets
+
+
+def hm_test_product_codes() -> set[str]:
+    return set((datasets() / "splits" / "hm_test_product_codes.txt").read_text().split())
+
+
+def fpi_test_ids() -> set[str]:
+    return set((datasets() / "splits" / "fpi_test_ids.txt").read_text().split())
+
+
+def full_hm_settings(encoder: str = "compact") -> Settings:
+    """Settings for a store holding the whole H&M catalog (ingested on first use, resumable, then skipped)."""
+    from tools.ingest import ingest
+
+    settings = override_settings(home=BENCH_HOME, store=BENCH_HOME / f"store-{encoder.replace(':', '_')}",
+                                 db=BENCH_HOME / "bench.db", encoder=encoder)
+    report = ingest(settings.datasets / "hm", "hm", settings=settings, progress=True, batch_size=128)
+    if report.added:
+        print(f"ingested {report.added} H&M articles into the benchmark store in {report.seconds:.0f}s "
+              f"({report.items_per_second} items/s)")
+    return settings
+
+
+@contextmanager
+def timer() -> Iterator[Callable[[], float]]:
+    start = time.perf_counter()
+    yield lambda: time.perf_counter() - start
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
+    """A plain fixed-width table (benchmarks print, they do not assert)."""
+    cells = [header] + [[f"{c:.3f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    print(f"\n## {title}")
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
