@@ -1,0 +1,253 @@
+"""The Atelier HTTP API: sessions with bearer tokens, messages answered as Server-Sent Events,
+feedback, catalog products and photos, and the embeddable widget.
+
+``create_app()`` builds the app for the active settings; ``atelier serve`` runs it with uvicorn.
+Every failure is JSON ``{"error": {"code", "message"}}`` (see ``ui.errors``).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from assistant.settings import Settings, get_settings
+from tools.schema import Product
+from ui import backend
+from ui.backend import AssistantLike
+from ui.errors import APIError, install_error_handlers
+from ui.ratelimit import RateLimiter, retry_after
+from ui.sse import public_payload, stream_events
+from ui.tokens import TokenStore
+from ui.uploads import MessageIn, read_message
+
+STATIC = Path(__file__).resolve().parent / "static"
+PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+IMAGE_SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
+                  ".gif": "image/gif", ".bmp": "image/bmp"}
+
+
+class SessionCreated(BaseModel):
+    session_id: str
+    token: str = Field(description="Send as `Authorization: Bearer <token>`; shown only once.")
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    memory: dict[str, Any] = Field(default_factory=dict)
+
+
+class FeedbackIn(BaseModel):
+    product_id: str = Field(min_length=1, max_length=128)
+    kind: Literal["like", "dislike", "more_like_this"]
+
+
+class FeedbackOut(BaseModel):
+    ok: bool = True
+    memory: dict[str, Any] = Field(default_factory=dict)
+    events: list[dict[str, Any]] = Field(default_factory=list,
+                                         description="Events the feedback produced (e.g. products).")
+
+
+class ProductOut(BaseModel):
+    id: str
+    title: str
+    description: str
+    category: str
+    group: str
+    colour: str
+    pattern: str
+    gender: str
+    price: float | None
+    currency: str
+    image_url: str | None
+
+    @classmethod
+    def of(cls, product: Product) -> "ProductOut":
+        data = product.model_dump(include=set(cls.model_fields) - {"image_url"})
+        return cls(**data, image_url=f"/v1/products/{product.id}/image" if product.image_path else None)
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+Catalog = Callable[[str], Product | None]
+
+
+def store_catalog(product_id: str) -> Product | None:
+    from tools.search import default_search
+
+    return default_search().store.get_product(product_id)
+
+
+class Services:
+    """What the routes share: settings, token store, rate limiter and the (lazily built) assistant."""
+
+    def __init__(self, settings: Settings, assistant: AssistantLike | None, catalog: Catalog | None) -> None:
+        self.settings = settings
+        self.catalog = catalog or store_catalog
+        self.tokens = TokenStore(settings.db_path)
+        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.turn_lock = threading.Lock()
+        self._assistant = assistant
+        self._build_lock = threading.Lock()
+
+    @property
+    def assistant(self) -> AssistantLike:
+        with self._build_lock:
+            if self._assistant is None:
+                self._assistant = backend.build_assistant()
+            return self._assistant
+
+    def product(self, product_id: str) -> Product:
+        if not PRODUCT_ID.match(product_id):
+            raise APIError(404, "not_found", f"no product with id {product_id!r}")
+        product = self.catalog(product_id)
+        if product is None:
+            raise APIError(404, "not_found", f"no product with id {product_id!r}")
+        return product
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def rate_limit(request: Request, svc: Services = Depends(services)) -> None:
+    client = request.client.host if request.client else "unknown"
+    wait = svc.limiter.hit(client)
+    if wait:
+        raise APIError(429, "rate_limited", "too many requests; please slow down and try again shortly",
+                       headers={"Retry-After": retry_after(wait)})
+
+
+def session_access(session_id: str, request: Request, svc: Services = Depends(services)) -> str:
+    """The session id, once the session is known (else 404) and the bearer token opens it (401/403)."""
+    if not svc.tokens.exists(session_id):
+        raise APIError(404, "not_found", "no such session; create one with POST /v1/sessions")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise APIError(401, "unauthorized", "this session needs its token: Authorization: Bearer <token>",
+                       headers={"WWW-Authenticate": "Bearer"})
+    if not svc.tokens.check(session_id, token.strip()):
+        raise APIError(403, "forbidden", "this token does not open this session")
+    return session_id
+
+
+MESSAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": MessageIn.model_json_schema()},
+            "multipart/form-data": {"schema": {
+                "type": "object",
+                "properties": {"text": {"type": "string"}, "image": {"type": "string", "format": "binary"}},
+            }},
+        },
+    },
+    "responses": {"200": {
+        "description": "Server-Sent Events, one per assistant event: `event:` is the type "
+                       "(status, tool_call, products, text_delta, memory, error, done), `data:` its JSON.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }},
+}
+
+api = APIRouter(prefix="/v1", dependencies=[Depends(rate_limit)])
+
+
+@api.post("/sessions", response_model=SessionCreated, status_code=201, tags=["sessions"])
+def create_session(svc: Services = Depends(services)) -> SessionCreated:
+    """Start a conversation; the token in the answer is needed for every call on the session."""
+    session_id = svc.assistant.new_session()
+    return SessionCreated(session_id=session_id, token=svc.tokens.issue(session_id))
+
+
+@api.get("/sessions/{session_id}", response_model=SessionOut, tags=["sessions"])
+def read_session(session_id: str = Depends(session_access), svc: Services = Depends(services)) -> SessionOut:
+    """The conversation so far and the session memory (constraints, likes, dislikes)."""
+    view = backend.session_view(svc.assistant, session_id)
+    return SessionOut(session_id=session_id, history=view.history, memory=view.memory)
+
+
+@api.post("/sessions/{session_id}/messages", tags=["sessions"], response_class=StreamingResponse,
+          openapi_extra=MESSAGE_BODY)
+async def post_message(request: Request, session_id: str = Depends(session_access),
+                       svc: Services = Depends(services)) -> StreamingResponse:
+    """Send text (JSON) or text and a photo (multipart); the answer streams as Server-Sent Events."""
+    message = await read_message(request, svc.settings.max_upload_bytes)
+    assistant = svc.assistant
+    stream = stream_events(lambda: assistant.turn(session_id, message.text, image=message.image),
+                           session_id, svc.turn_lock)
+    return StreamingResponse(stream, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@api.post("/sessions/{session_id}/feedback", response_model=FeedbackOut, tags=["sessions"])
+def post_feedback(body: FeedbackIn, session_id: str = Depends(session_access),
+                  svc: Services = Depends(services)) -> FeedbackOut:
+    """Like / dislike a product, or ask for more like it; the answer holds the updated memory."""
+    svc.product(body.product_id)
+    with svc.turn_lock:
+        produced = svc.assistant.feedback(session_id, body.product_id, body.kind)
+        events = [public_payload(e) for e in produced] if _is_event_stream(produced) else []
+        view = backend.session_view(svc.assistant, session_id)
+    return FeedbackOut(memory=view.memory, events=events)
+
+
+def _is_event_stream(value: object) -> bool:
+    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, dict))
+
+
+@api.get("/products/{product_id}", response_model=ProductOut, tags=["products"])
+def read_product(product_id: str, svc: Services = Depends(services)) -> ProductOut:
+    return ProductOut.of(svc.product(product_id))
+
+
+def product_image(product_id: str, request: Request) -> FileResponse:
+    """The catalog photo of a product: only files the catalog names, never a path from the request."""
+    product = services(request).product(product_id)
+    path = Path(product.image_path) if product.image_path else None
+    media_type = IMAGE_SUFFIXES.get(path.suffix.lower()) if path else None
+    if path is None or media_type is None or not path.is_file():
+        raise APIError(404, "not_found", f"product {product_id} has no photo")
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"})
+
+
+def create_app(assistant: AssistantLike | None = None, settings: Settings | None = None,
+               catalog: Catalog | None = None) -> FastAPI:
+    """The API for ``settings`` (default: the active ones).
+
+    ``assistant`` defaults to the real agent and ``catalog`` (product id → product) to the product store.
+    """
+    settings = settings or get_settings()
+    app = FastAPI(title="Atelier API", version="1", summary="A conversational fashion shopping assistant.")
+    app.state.services = Services(settings, assistant, catalog)
+    install_error_handlers(app)
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                       allow_headers=["Authorization", "Content-Type"], expose_headers=["Retry-After"])
+    app.include_router(api)
+    app.add_api_route("/v1/products/{product_id}/image", product_image, methods=["GET"], tags=["products"],
+                      response_class=FileResponse, summary="Product photo")
+
+    @app.get("/healthz", response_model=Health, tags=["meta"])
+    def healthz() -> Health:
+        return Health()
+
+    @app.get("/widget.js", include_in_schema=False)
+    def widget() -> FileResponse:
+        return FileResponse(STATIC / "widget.js", media_type="application/javascript",
+                            headers={"Cache-Control": "no-cache"})
+
+    @app.get("/demo", include_in_schema=False, response_class=HTMLResponse)
+    def demo() -> HTMLResponse:
+        return HTMLResponse((STATIC / "demo.html").read_text(encoding="utf-8"))
+
+    return app
