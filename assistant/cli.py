@@ -123,5 +123,39 @@ def show_config() -> None:
     print_json(get_settings().model_dump(mode="json"))
 
 
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
+) -> None:
+    """Run the HTTP API (SSE chat, products, /widget.js and the /demo page) with uvicorn."""
+    import uvicorn
+
+    from ui.api import create_app
+
+    apply_store(store)
+    typer.echo(f"Atelier API on http://{host}:{port}  (docs /docs, widget demo /demo)")
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+@app.command("ui")
+def run_ui(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8501, help="Port to listen on."),
+    store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
+) -> None:
+    """Start the Streamlit shopping app."""
+    import os
+    import subprocess
+
+    app_path = Path(__file__).resolve().parent.parent / "ui" / "streamlit_app.py"
+    env = dict(os.environ, **({"ATELIER_STORE": str(store)} if store is not None else {}))
+    typer.echo(f"Atelier app on http://{host}:{port}")
+    raise typer.Exit(subprocess.call(
+        [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.address", host, "--server.port",
+         str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"], env=env))
+
+
 if __name__ == "__main__":
     app()
