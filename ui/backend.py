@@ -6,13 +6,17 @@ with the same methods can stand in and an agent refactor touches one module.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from PIL import Image
 
 from assistant.events import Event
+
+if TYPE_CHECKING:
+    from memory.store import SessionStore
+    from ui.chat_state import Chip, Transcript
 
 FEEDBACK_KINDS = ("like", "dislike", "more_like_this")
 
@@ -47,3 +51,99 @@ def build_assistant() -> AssistantLike:
     from assistant.agent import Assistant
 
     return Assistant()
+
+
+def sessions_db() -> "SessionStore":
+    from assistant.settings import get_settings
+    from memory.store import SessionStore
+
+    return SessionStore(get_settings().db_path)
+
+
+def give_feedback(assistant: AssistantLike, session_id: str, product_id: str, kind: str) -> SessionView:
+    assistant.feedback(session_id, product_id, kind)
+    return session_view(assistant, session_id)
+
+
+def forget(assistant: AssistantLike, session_id: str, chip: "Chip") -> dict[str, Any]:
+    """Remove one constraint chip from the session memory; returns the memory as the panel shows it."""
+    from ui.chat_state import remove_chip
+
+    store = sessions_db()
+    memory = store.load(session_id)
+    remove_chip(memory, chip)
+    store.save(memory)
+    return session_view(assistant, session_id).memory
+
+
+def act(assistant: AssistantLike, session_id: str, action: str, *, text: str = "", product_id: str | None = None,
+        image: Image.Image | None = None) -> Iterator[Event]:
+    """The events of one chat action: a message, or a card's more-like-this / complete-the-look / ask.
+
+    Card actions point the conversation at their product first (the memory's ``focus``), so the agent's
+    own "this" resolution picks it up whichever message the card was shown in.
+    """
+    if action == "message":
+        return assistant.turn(session_id, text, image=image)
+    if product_id is None:
+        raise ValueError(f"{action} needs a product")
+    if action == "more_like_this":
+        return _lazy(lambda: assistant.feedback(session_id, product_id, "more_like_this"))
+    if action == "complete_look":
+        return _focused(assistant, session_id, product_id, "Complete the look with this")
+    if action == "ask":
+        return _focused(assistant, session_id, product_id, about_this(assistant, text))
+    raise ValueError(f"unknown action {action!r}")
+
+
+def about_this(assistant: AssistantLike, question: str) -> str:
+    """The question, worded so the agent's parser reads it as a question about the product in focus."""
+    question = question.strip()
+    candidates = [question, f"{question.rstrip('?')} (about this one)?", f"About this one: {question}"]
+    parser = getattr(assistant, "parser", None)
+    if parser is None:
+        return candidates[1]
+    from assistant.parser import ParseContext
+
+    context = ParseContext(has_results=True, n_shown=1, has_reference=True)
+    for candidate in candidates:
+        if parser.parse(candidate, context).intent == "question":
+            return candidate
+    return candidates[1]
+
+
+def focus(session_id: str, product_id: str) -> None:
+    """Point the session at one product, as if the shopper had just referred to it."""
+    store = sessions_db()
+    memory = store.load(session_id)
+    memory.focus = product_id
+    store.save(memory)
+
+
+def _focused(assistant: AssistantLike, session_id: str, product_id: str, message: str) -> Iterator[Event]:
+    focus(session_id, product_id)
+    yield from assistant.turn(session_id, message)
+
+
+def _lazy(produce: Callable[[], Iterable[Event]]) -> Iterator[Event]:
+    yield from produce()
+
+
+def recent_sessions(assistant: AssistantLike, limit: int = 10) -> list[dict[str, Any]]:
+    """Recent sessions with a title (their first message), newest first."""
+    store = sessions_db()
+    out = []
+    for item in store.sessions(limit):
+        turns = [t for t in store.turns(item["id"]) if t.kind == "message"]
+        if turns:
+            first = turns[0].message or "(photo)"
+            out.append({**item, "title": first if len(first) <= 40 else first[:39] + "…"})
+    return out
+
+
+def load_transcript(assistant: AssistantLike, session_id: str) -> "Transcript":
+    from tools.search import default_search
+    from ui.chat_state import transcript_from_turns
+
+    view = session_view(assistant, session_id)
+    return transcript_from_turns(session_id, view.history, default_search().store.get, view.memory)

@@ -311,7 +311,24 @@
   }
 
   async function moreLikeThis(product) {
-    await send("More like this: " + product.title + " [" + product.id + "]", null);
+    if (busy) return;
+    busy = true;
+    log.append(el("div", "msg user", "More like " + product.title));
+    var target = botMessage();
+    try {
+      var response = await call("/feedback", function () {
+        return { headers: { "Content-Type": "application/json" }, body: JSON.stringify({ product_id: product.id, kind: "more_like_this" }) };
+      });
+      if (!response.ok) throw new Error(await errorMessage(response));
+      var body = await response.json();
+      (body.events || []).forEach(function (event) { handle(target, event.type, event); });
+    } catch (err) {
+      handle(target, "error", { message: err && err.message ? err.message : "The assistant is unavailable right now." });
+    } finally {
+      if (target.status.isConnected) target.status.remove();
+      busy = false;
+      scrollDown();
+    }
   }
 
   function setAttachment(file) {
