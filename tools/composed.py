@@ -1,0 +1,431 @@
+"""Composed image search: a reference (a product or a photo) plus a change in words — "like this but in black",
+"with stripes instead", "without the print", "same but for men", "cheaper", "longer".
+
+Training-free and two-stage, after CIReVL (Karthik et al. 2024: describe the reference, apply the change to the
+description, retrieve with the edited description) and SoFT (must-have / must-avoid constraints):
+
+1. describe the reference as attributes — the catalog's fields for a product, ``extract_attributes`` for a photo;
+2. read the change as constraints with the shared taxonomy (a new colour replaces the old one, "without the
+   print" avoids print, "for men" sets gender, "cheaper" caps the price below the reference's) and as soft
+   detail wishes (longer, long sleeves, looser), and write the target's description;
+3. coarse: gather candidates under the hard constraints by the reference photo's similarity (keeps shape and
+   style) and the target description's similarity to photos and product texts;
+4. re-rank: a weighted sum of the three similarities plus attribute agreement (same category as the reference
+   unless the change names another, detail wishes that candidate descriptions confirm or contradict).
+
+The reference itself is never returned; each result's ``why`` says what it kept and what it changed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from tools.query_parser import SearchFilters, parse_price
+from tools.schema import UNKNOWN, Product, SearchResult
+from tools.store import Hit, ProductStore, product_from_metadata, product_metadata
+from tools.taxonomy import Taxonomy, get_taxonomy
+
+FACETS = ("category", "colour", "pattern", "gender")
+NEGATION = re.compile(r"\b(?:not|no|without|minus|lose|remove|drop|instead of|rather than|other than|except|"
+                      r"anything but|but not|non)\s+(?:(?:the|a|an|any|that|this|in)\s+){0,2}$", re.I)
+CHEAPER = re.compile(r"\b(?:cheaper|less expensive|lower price|more affordable|budget|cheap(?:est)?|costs? less)\b",
+                     re.I)
+PRICIER = re.compile(r"\b(?:more expensive|pricier|premium|higher[- ]end|fancier|luxur(?:y|ious))\b", re.I)
+PATTERNLESS = re.compile(r"\b(?:without|no|lose|remove|drop|minus)\s+(?:the\s+|any\s+|a\s+)?"
+                         r"(?:print|pattern|graphic|logo|motif|design)s?\b|\bplain\b", re.I)
+DETAILS: dict[str, list[tuple[re.Pattern[str], str, str]]] = {
+    "length": [(re.compile(r"\blonger\b|\bmaxi\b|\bfull[- ]length\b|\bankle[- ]length\b", re.I), "long", "long"),
+               (re.compile(r"\bshorter\b|\bmini\b|\bcropped\b", re.I), "short", "short"),
+               (re.compile(r"\bknee[- ]length\b", re.I), "knee", "knee-length"),
+               (re.compile(r"\bmidi\b|\bcalf[- ]length\b", re.I), "midi", "calf-length")],
+    "sleeves": [(re.compile(r"\blong[- ]sleeved?\b|\blong sleeves\b|\bwith sleeves\b", re.I), "long", "long sleeves"),
+                (re.compile(r"\bshort[- ]sleeved?\b|\bshort sleeves\b", re.I), "short", "short sleeves"),
+                (re.compile(r"\bsleeveless\b|\b(?:no|without) sleeves\b|\bstrappy\b", re.I), "sleeveless",
+                 "sleeveless")],
+    "fit": [(re.compile(r"\blooser\b|\boversized\b|\brelaxed\b|\bbaggier\b|\bwider\b|\bloose\b", re.I), "loose",
+             "loose fit"),
+            (re.compile(r"\btighter\b|\bslimmer\b|\bfitted\b|\bskinny\b|\bslim\b", re.I), "slim", "slim fit")],
+    "neckline": [(re.compile(r"\bv-?neck", re.I), "v-neck", "V-neck"),
+                 (re.compile(r"\bhood(?:ed|ie)?\b", re.I), "hood", "hood"),
+                 (re.compile(r"\bcollar(?:ed)?\b", re.I), "collar", "collar"),
+                 (re.compile(r"\bturtle ?neck|\bpolo[- ]neck|\bhigh neck", re.I), "high", "high neck"),
+                 (re.compile(r"\bround neck|\bcrew neck", re.I), "round", "round neckline")],
+}
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Re-ranking weights (tuned on non-test H&M variant pairs by ``benchmarks/bench_composed.py --tune``)."""
+
+    image: float = 1.0
+    target_image: float = 0.5
+    target_text: float = 0.5
+    attributes: float = 0.15
+    pool: int = 200
+
+
+DEFAULT_WEIGHTS = Weights()
+
+
+class Reference(BaseModel):
+    """What the reference is, as composed search sees it: attributes, a photo vector, and where it came from."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    id: str | None = None
+    title: str = ""
+    description: str = ""
+    attributes: dict[str, str] = Field(default_factory=dict)
+    price: float | None = None
+    vector: Any = None  # np.ndarray, the reference photo's embedding
+
+
+class Change(BaseModel):
+    """The change request read as hard constraints, soft detail wishes, and the words describing the target."""
+
+    text: str
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+    target: dict[str, str] = Field(default_factory=dict)
+    details: dict[str, str] = Field(default_factory=dict)
+    detail_words: list[str] = Field(default_factory=list)
+    changed: list[str] = Field(default_factory=list)
+
+    def description(self, reference: Reference) -> str:
+        """The target's description in the catalog's own text style: name, type, colour, pattern, details."""
+        attrs = {k: v for k, v in self.target.items() if v and v != UNKNOWN}
+        head = " ".join(attrs.get(f, "") for f in ("colour", "pattern") if attrs.get(f, "") not in ("", "solid"))
+        noun = attrs.get("category", "") or "item"
+        who = {"women": "for women", "men": "for men", "kids": "for kids"}.get(attrs.get("gender", ""), "")
+        parts = [" ".join(w for w in (head, noun, who) if w)]
+        title = _strip_changed(reference.title, self.changed) if reference.title else ""
+        if title:
+            parts.insert(0, title)
+        facts = ", ".join(v for f in ("category", "colour", "pattern") if (v := attrs.get(f)))
+        if facts:
+            parts.append(facts)
+        if self.detail_words:
+            parts.append(", ".join(self.detail_words))
+        return ". ".join(p for p in parts if p) + "."
+
+
+def _strip_changed(text: str, changed: list[str], taxonomy: Taxonomy | None = None) -> str:
+    """``text`` without words of the facets the change replaces (the old colour must not pull the search back)."""
+    taxonomy = taxonomy or get_taxonomy()
+    facets = tuple(f for f in changed if f in FACETS)
+    if not facets:
+        return text.strip()
+    for mention in sorted(taxonomy.find_mentions(text, facets), key=lambda m: -m.start):
+        text = text[:mention.start] + text[mention.end:]
+    return re.sub(r"\s{2,}", " ", text).strip(" ,.")
+
+
+def parse_change(text: str, reference: Reference, taxonomy: Taxonomy | None = None) -> Change:
+    """Read a change request against the reference's attributes (SoFT-style must / avoid, plus soft details)."""
+    taxonomy = taxonomy or get_taxonomy()
+    low, high, rest = parse_price(text)
+    must: dict[str, list[str]] = {}
+    avoid: dict[str, list[str]] = {}
+    for mention in taxonomy.find_mentions(rest):
+        if mention.facet == "pattern" and PATTERNLESS.search(rest[max(0, mention.start - 12): mention.end + 1]):
+            continue
+        negated = bool(NEGATION.search(rest[max(0, mention.start - 24): mention.start]))
+        target = avoid if negated else must
+        if mention.value not in target.setdefault(mention.facet, []):
+            target[mention.facet].append(mention.value)
+    if PATTERNLESS.search(rest):
+        old = reference.attributes.get("pattern", UNKNOWN)
+        avoid.setdefault("pattern", []).extend(p for p in ("print", old) if p not in (UNKNOWN, "solid"))
+        must["pattern"] = ["solid"]
+    for facet, values in avoid.items():
+        if facet in must:
+            must[facet] = [v for v in must[facet] if v not in values]
+    must = {f: v for f, v in must.items() if v}
+    avoid = {f: list(dict.fromkeys(v)) for f, v in avoid.items() if v}
+    price = reference.price
+    if price is not None and high is None and CHEAPER.search(rest):
+        high = round(price * 0.97, 2)
+    if price is not None and low is None and PRICIER.search(rest):
+        low = round(price * 1.03, 2)
+    target = {f: v for f, v in reference.attributes.items() if f in FACETS}
+    for facet in FACETS:
+        if facet in must:
+            target[facet] = must[facet][0]
+        elif facet in avoid and target.get(facet) in avoid[facet]:
+            target[facet] = UNKNOWN
+    details: dict[str, str] = {}
+    words: list[str] = []
+    for attribute, rules in DETAILS.items():
+        for pattern, value, phrase in rules:
+            if pattern.search(rest) and attribute not in details:
+                details[attribute] = value
+                words.append(phrase)
+    changed = [f for f in FACETS if f in must or f in avoid] + list(details)
+    if low is not None or high is not None:
+        changed.append("price")
+    return Change(text=text, filters=SearchFilters(must=must, avoid=avoid, price_min=low, price_max=high),
+                  target=target, details=details, detail_words=words, changed=changed)
+
+
+class CandidateIndex(Protocol):
+    """Where composed search looks: the Chroma store (``StoreIndex``) or an in-memory matrix (``MatrixIndex``)."""
+
+    def query(self, vector: np.ndarray, kind: str, filters: SearchFilters, k: int) -> list[Hit]: ...
+
+    def vectors(self, ids: Sequence[str], kind: str) -> dict[str, np.ndarray]: ...
+
+    def get_product(self, product_id: str) -> Product | None: ...
+
+
+class StoreIndex:
+    """The product store, with filters pushed down to Chroma."""
+
+    def __init__(self, store: ProductStore) -> None:
+        self.store = store
+
+    def query(self, vector: np.ndarray, kind: str, filters: SearchFilters, k: int) -> list[Hit]:
+        excluded = set(filters.exclude_ids)
+        hits = self.store.query(vector, kind, filters.to_where(), k + len(excluded))
+        return [h for h in hits if h.id not in excluded][:k]
+
+    def vectors(self, ids: Sequence[str], kind: str) -> dict[str, np.ndarray]:
+        return self.store.vectors(list(ids), kind)
+
+    def get_product(self, product_id: str) -> Product | None:
+        return self.store.get_product(product_id)
+
+
+class MatrixIndex:
+    """Products with their image and text vectors held in memory: exact search, vectorised filters.
+
+    Used by the benchmark (the whole H&M catalog, 11.8k items) and anywhere a store is not needed.
+    """
+
+    def __init__(self, products: Sequence[Product], image_vectors: np.ndarray, text_vectors: np.ndarray) -> None:
+        self.products = list(products)
+        self.ids = [p.id for p in self.products]
+        self.position = {pid: i for i, pid in enumerate(self.ids)}
+        self.matrix = {"image": np.asarray(image_vectors, np.float32), "text": np.asarray(text_vectors, np.float32)}
+        self.facets = {f: np.array([getattr(p, f) for p in self.products]) for f in ("category", "group", "colour",
+                                                                               "pattern", "gender", "source")}
+        self.price = np.array([np.nan if p.price is None else p.price for p in self.products], np.float64)
+        self._meta: dict[int, dict[str, Any]] = {}
+
+    def mask(self, filters: SearchFilters) -> np.ndarray:
+        keep = np.ones(len(self.ids), bool)
+        for facet, values in filters.must.items():
+            allowed = list(values) + (["unisex"] if facet == "gender" and {"men", "women"} & set(values) else [])
+            keep &= np.isin(self.facets[facet], allowed)
+        for facet, values in filters.avoid.items():
+            keep &= ~np.isin(self.facets[facet], list(values))
+        with np.errstate(invalid="ignore"):
+            if filters.price_min is not None:
+                keep &= self.price >= filters.price_min
+            if filters.price_max is not None:
+                keep &= self.price <= filters.price_max
+        for pid in filters.exclude_ids:
+            if pid in self.position:
+                keep[self.position[pid]] = False
+        return keep
+
+    def query(self, vector: np.ndarray, kind: str, filters: SearchFilters, k: int) -> list[Hit]:
+        sims = self.matrix[kind] @ np.asarray(vector, np.float32)
+        sims = np.where(self.mask(filters), sims, -np.inf)
+        k = min(k, int(np.isfinite(sims).sum()))
+        if k <= 0:
+            return []
+        top = np.argpartition(-sims, k - 1)[:k]
+        top = top[np.argsort(-sims[top])]
+        return [Hit(self.ids[i], float(sims[i]), self.metadata(i)) for i in top]
+
+    def metadata(self, i: int) -> dict[str, Any]:
+        if i not in self._meta:
+            self._meta[i] = product_metadata(self.products[i], "")
+        return self._meta[i]
+
+    def vectors(self, ids: Sequence[str], kind: str) -> dict[str, np.ndarray]:
+        return {pid: self.matrix[kind][self.position[pid]] for pid in ids if pid in self.position}
+
+    def get_product(self, product_id: str) -> Product | None:
+        i = self.position.get(product_id)
+        return None if i is None else self.products[i]
+
+
+@dataclass
+class Scored:
+    hit: Hit
+    product: Product
+    parts: dict[str, float] = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+    score: float = 0.0
+
+
+@lru_cache(maxsize=1)
+def _detail_rules() -> dict[str, list[tuple[str, re.Pattern[str]]]]:
+    from tools.attributes import load_attribute_config
+
+    specs = load_attribute_config().specs
+    return {name: [(v, re.compile("|".join(p), re.I)) for v, p in spec.from_text.items()]
+            for name, spec in specs.items() if spec.from_text}
+
+
+def detail_agreement(description: str, details: dict[str, str]) -> tuple[float, list[str]]:
+    """+1 per wished detail the candidate's description states, -1 per one it contradicts."""
+    rules = _detail_rules()
+    score, said = 0.0, []
+    for attribute, wanted in details.items():
+        stated = {v for v, rx in rules.get(attribute, []) if rx.search(description or "")}
+        if wanted in stated:
+            score += 1.0
+            said.append(f"{attribute}={wanted}")
+        elif stated:
+            score -= 1.0
+    return score, said
+
+
+class ComposedSearch:
+    """Composed retrieval over one index with one encoder."""
+
+    def __init__(self, index: CandidateIndex, encoder: Any, weights: Weights = DEFAULT_WEIGHTS,
+                 hard_constraints: bool = True) -> None:
+        self.index = index
+        self.encoder = encoder
+        self.weights = weights
+        self.hard_constraints = hard_constraints
+
+    def reference(self, reference: str | Image.Image) -> Reference:
+        """A product id (or a path to a photo) or an uploaded photo, described as attributes plus a vector."""
+        if isinstance(reference, str):
+            product = self.index.get_product(reference)
+            if product is not None:
+                vector = self.index.vectors([product.id], "image").get(product.id)
+                return Reference(id=product.id, title=product.title, description=product.description,
+                                 attributes={f: getattr(product, f) for f in FACETS}, price=product.price,
+                                 vector=vector)
+            from pathlib import Path
+
+            from tools.images import load_image
+
+            if not Path(reference).is_file():
+                raise ValueError(f"unknown product id or image file: {reference!r}")
+            reference = load_image(reference)
+        from tools.attributes import get_extractor
+
+        extractor = get_extractor()
+        vector = extractor.embed([reference])[0]
+        predicted = extractor.predict_features(vector[None, :])[0]
+        return Reference(attributes={f: predicted[f].value for f in FACETS if f in predicted}, vector=vector)
+
+    def search(self, reference: str | Image.Image | Reference, change: str, k: int = 10,
+               filters: SearchFilters | None = None) -> list[SearchResult]:
+        ref = reference if isinstance(reference, Reference) else self.reference(reference)
+        request = parse_change(change, ref)
+        hard = (filters or SearchFilters()).merged(request.filters if self.hard_constraints else SearchFilters())
+        if ref.id:
+            hard = hard.merged(SearchFilters(exclude_ids=[ref.id]))
+        target_text = request.description(ref)
+        target = self.encoder.embed_texts([target_text])[0]
+        ranked = self.rank(ref, request, target, hard, k)
+        relaxed = False
+        if len(ranked) < k and (hard.must or hard.avoid):
+            soft_only = SearchFilters(price_min=hard.price_min, price_max=hard.price_max, exclude_ids=hard.exclude_ids
+                                      + [s.product.id for s in ranked])
+            ranked += self.rank(ref, request, target, soft_only, k - len(ranked))
+            relaxed = True
+        return [SearchResult.from_product(s.product, s.score, self._why(s, ref, request, hard, relaxed))
+                for s in ranked[:k]]
+
+    def rank(self, ref: Reference, request: Change, target: np.ndarray, hard: SearchFilters,
+             k: int) -> list[Scored]:
+        """Coarse candidates under ``hard`` from the three similarity channels, re-ranked; the best ``k``."""
+        w = self.weights
+        pool: dict[str, Hit] = {}
+        queries = [(target, "image"), (target, "text")]
+        if ref.vector is not None:
+            queries.insert(0, (np.asarray(ref.vector, np.float32), "image"))
+        for vector, kind in queries:
+            for hit in self.index.query(vector, kind, hard, w.pool):
+                pool.setdefault(hit.id, hit)
+        if not pool:
+            return []
+        ids = list(pool)
+        images = self.index.vectors(ids, "image")
+        texts = self.index.vectors(ids, "text")
+        scored = []
+        for pid in ids:
+            hit = pool[pid]
+            product = product_from_metadata(hit.metadata)
+            s = Scored(hit, product)
+            if ref.vector is not None and pid in images:
+                s.parts["photo"] = float(images[pid] @ ref.vector)
+            if pid in images:
+                s.parts["target_photo"] = float(images[pid] @ target)
+            if pid in texts:
+                s.parts["target_text"] = float(texts[pid] @ target)
+            agree = 0.0
+            for facet in ("category", "gender", "pattern", "colour"):
+                wanted = request.target.get(facet, UNKNOWN)
+                if wanted != UNKNOWN and getattr(product, facet) == wanted:
+                    agree += 1.0
+                    s.kept.append(f"{facet}={wanted}")
+            detail, s.details = detail_agreement(product.description, request.details)
+            s.parts["attributes"] = agree + detail
+            s.score = (w.image * s.parts.get("photo", 0.0) + w.target_image * s.parts.get("target_photo", 0.0)
+                       + w.target_text * s.parts.get("target_text", 0.0) + w.attributes * s.parts["attributes"])
+            scored.append(s)
+        scored.sort(key=lambda x: -x.score)
+        return scored[:k]
+
+    @staticmethod
+    def _why(s: Scored, ref: Reference, request: Change, hard: SearchFilters, relaxed: bool) -> str:
+        parts = []
+        asked = [f"{f}={v}" for f in hard.must if f in FACETS and (v := getattr(s.product, f)) in hard.must[f]]
+        asked += [k for k in s.kept if k.split("=")[0] in request.changed and k not in asked]
+        if asked:
+            parts.append("changed as asked: " + ", ".join(asked))
+        if hard.avoid:
+            parts.append("avoids " + ", ".join(f"{f}≠{'/'.join(v)}" for f, v in hard.avoid.items()))
+        if hard.price_max is not None or hard.price_min is not None:
+            bound = f"below {hard.price_max:g}" if hard.price_max is not None else f"above {hard.price_min:g}"
+            parts.append(f"price {s.product.price:g} {bound}" if s.product.price is not None else f"price {bound}")
+        kept = [k for k in s.kept if k.split("=")[0] not in request.changed]
+        if kept:
+            parts.append("same as the reference: " + ", ".join(kept))
+        if s.details:
+            parts.append("description confirms " + ", ".join(s.details))
+        sims = {"photo": "photo similarity", "target_photo": "looks like the target",
+                "target_text": "description matches the target"}
+        parts.append("; ".join(f"{label} {s.parts[key]:.2f}" for key, label in sims.items() if key in s.parts))
+        if relaxed and not hard.matches(s.hit.metadata):
+            parts.append("closest match without the exact constraints")
+        return "; ".join(p for p in parts if p)
+
+
+_default: dict[int, ComposedSearch] = {}
+
+
+def default_composed() -> ComposedSearch:
+    """One composed-search engine per settings object, over the configured store."""
+    from assistant.settings import get_settings
+    from tools.search import default_search
+
+    settings = get_settings()
+    if id(settings) not in _default:
+        _default.clear()
+        engine = default_search()
+        _default[id(settings)] = ComposedSearch(StoreIndex(engine.store), engine.encoder)
+    return _default[id(settings)]
+
+
+def composed_search(reference: str | Image.Image, change: str, k: int = 10,
+                    filters: SearchFilters | None = None) -> list[SearchResult]:
+    """Products like ``reference`` (a product id or a photo) changed as ``change`` says, best first."""
+    return default_composed().search(reference, change, k, filters)
