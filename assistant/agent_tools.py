@@ -1,0 +1,303 @@
+"""The assistant's tools, as LangChain tools, so a tool-calling LLM (``langchain.agents.create_agent``) and
+the offline deterministic router drive exactly the same functions.
+
+Tools are built per turn over a ``ToolContext``: it holds the session memory and the uploaded photo, records
+every call as a ``ToolCallEvent`` and keeps the structured outputs (results, outfit slots, answers) that the
+agent shows; the string a tool returns is only what an LLM reads. Image and outfit capabilities written
+elsewhere (``tools.composed``, ``tools.attributes``, ``tools.vqa``, ``tools.outfit``) are imported lazily:
+when one is missing the tool says so instead of failing.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from langchain_core.tools import BaseTool, StructuredTool
+from PIL import Image
+
+from assistant.events import Event, ToolCallEvent
+from memory import CascadeWeights, ComposedQuery, SessionMemory, compose_query, rerank
+from memory.state import Anchor
+from tools.query_parser import SearchFilters
+from tools.schema import Product, SearchResult
+from tools.search import ProductSearch
+
+UPLOADED = "uploaded"
+
+CAPABILITIES: dict[str, tuple[str, str, str]] = {
+    "composed_search": ("tools.composed", "composed_search", "Search by photo or product plus a change"),
+    "extract_attributes": ("tools.attributes", "extract_attributes", "Reading attributes from a photo"),
+    "answer_question": ("tools.vqa", "answer_question", "Answering questions about a product"),
+    "complete_outfit": ("tools.outfit", "complete_outfit", "Outfit completion"),
+}
+
+
+class CapabilityUnavailable(RuntimeError):
+    """An optional capability's module is not installed (yet); ``feature`` says which, in words."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.feature = CAPABILITIES[name][2]
+        super().__init__(f"{self.feature} is not available yet in this installation")
+
+
+def capability(name: str) -> Callable[..., Any]:
+    """The function behind an optional capability, imported on first use."""
+    module_name, attr, _ = CAPABILITIES[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise CapabilityUnavailable(name) from exc
+        raise
+    function = getattr(module, attr, None)
+    if function is None:
+        raise CapabilityUnavailable(name)
+    return function
+
+
+def available_capabilities() -> dict[str, bool]:
+    out = {}
+    for name in CAPABILITIES:
+        try:
+            capability(name)
+            out[name] = True
+        except CapabilityUnavailable:
+            out[name] = False
+    return out
+
+
+@dataclass
+class ToolContext:
+    """One turn's shared state: inputs the tools may read, outputs the agent shows."""
+
+    engine: ProductSearch
+    memory: SessionMemory
+    image: Image.Image | None = None
+    k: int = 10
+    weights: CascadeWeights = field(default_factory=CascadeWeights)
+    image_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    pending: list[Event] = field(default_factory=list)
+    calls: list[ToolCallEvent] = field(default_factory=list)
+    results: list[SearchResult] = field(default_factory=list)
+    slots: list[tuple[str, list[SearchResult]]] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    unavailable: list[str] = field(default_factory=list)
+    composed: ComposedQuery | None = None
+
+    def record(self, name: str, args: dict[str, Any]) -> None:
+        event = ToolCallEvent(name=name, args=_jsonable(args))
+        self.calls.append(event)
+        self.pending.append(event)
+
+    def drain(self) -> list[Event]:
+        out, self.pending = self.pending, []
+        return out
+
+    # ---- memory-backed helpers ----------------------------------------------------------------------
+    def compose(self) -> ComposedQuery:
+        """The memory's composed query (cached for the turn)."""
+        if self.composed is None:
+            self.composed = compose_query(self.memory, self.engine.encoder.embed_texts,
+                                          lambda ids: self._product_vectors(ids), self._image_vector, self.weights)
+        return self.composed
+
+    def _product_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        image = self.engine.store.vectors(ids, "image")
+        text = self.engine.store.vectors(ids, "text")
+        return {pid: _unit(_unit(image[pid]) + _unit(text[pid])) if pid in text else image[pid] for pid in image}
+
+    def _image_vector(self, anchor: Anchor) -> np.ndarray | None:
+        if anchor.id in self.image_vectors:
+            return self.image_vectors[anchor.id]
+        image = self.image if anchor.id == self.memory.image and self.image is not None else None
+        if image is None and anchor.image_path:
+            from tools.images import ImageError, load_image
+
+            try:
+                image = load_image(anchor.image_path)
+            except ImageError:
+                return None
+        if image is None:
+            return None
+        vector = self.engine.encoder.embed_images([image])[0]
+        self.image_vectors[anchor.id] = vector
+        return vector
+
+    def product(self, product_id: str) -> Product | None:
+        return self.engine.store.get_product(product_id)
+
+    def reference_product(self) -> Product | None:
+        """The product that relative preferences compare with: the focus, else the newest product anchor."""
+        pid = self.memory.focus or next((a.id for a in reversed(self.memory.anchors) if a.kind == "product"), None)
+        return self.product(pid) if pid else None
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / max(float(np.linalg.norm(v)), 1e-9)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _result_lines(results: list[SearchResult]) -> str:
+    if not results:
+        return "No products matched."
+    lines = []
+    for rank, r in enumerate(results, start=1):
+        price = "no price" if r.price is None else f"{r.price:.2f}"
+        lines.append(f"{rank}. [{r.id}] {r.title} — {r.colour} {r.pattern} {r.category} ({r.gender}), {price}")
+    return "\n".join(lines)
+
+
+def build_tools(ctx: ToolContext) -> dict[str, BaseTool]:
+    """The turn's tools by name; each call is recorded on ``ctx`` before it runs."""
+
+    def search_products(query: str = "", must: dict[str, list[str]] | None = None,
+                        avoid: dict[str, list[str]] | None = None, price_min: float | None = None,
+                        price_max: float | None = None, exclude_ids: list[str] | None = None, k: int = 10,
+                        use_memory: bool = True) -> str:
+        """Search the catalog. must/avoid map a facet (category, group, colour, pattern, gender) to values.
+        With use_memory the session memory (earlier constraints, liked and reference products) shapes the query."""
+        filters = SearchFilters(must=must or {}, avoid=avoid or {}, price_min=price_min, price_max=price_max,
+                                exclude_ids=exclude_ids or [])
+        vector = None
+        text = query
+        if use_memory:
+            composed = ctx.compose()
+            filters = composed.filters.merged(filters)
+            vector = composed.vector
+            text = query or composed.text
+        preferences = ctx.memory.preferences if use_memory else []
+        pool = max(3 * k, 30) if preferences else k
+        results = ctx.engine.search(text or "fashion", filters, pool, parse=not use_memory, query_vector=vector)
+        results = rerank(results, preferences, ctx.reference_product(), k)
+        ctx.results = results
+        return _result_lines(results)
+
+    def find_similar(reference: str, change: str = "", k: int = 10) -> str:
+        """Products like a reference (a product id, or "uploaded" for the shopper's photo) changed as `change`
+        says ("in black", "without the print", "cheaper")."""
+        function = capability("composed_search")
+        ref: str | Image.Image = ctx.image if reference == UPLOADED and ctx.image is not None else reference
+        filters = ctx.memory.filters()
+        results = function(ref, change, k=k, filters=filters)
+        ctx.results = [r for r in results if r.id not in set(filters.exclude_ids)][:k]
+        return _result_lines(ctx.results)
+
+    def complete_outfit(product_ids: list[str] | None = None, target_group: str | None = None, k: int = 5) -> str:
+        """Items from other groups (shoes, bags, outerwear...) that go with the given products or the photo."""
+        function = capability("complete_outfit")
+        filters = SearchFilters(exclude_ids=ctx.memory.filters().exclude_ids)
+        slots = function(list(product_ids or []), image=ctx.image if not product_ids else None,
+                         target_group=target_group, k=k, filters=filters)
+        ctx.slots = [(slot.group, list(slot.items)) for slot in slots if slot.items]
+        ctx.results = [item for _, items in ctx.slots for item in items]
+        return "\n".join(f"{group}:\n{_result_lines(items)}" for group, items in ctx.slots) or "No matching items."
+
+    def answer_question(product_id: str, question: str) -> str:
+        """Answer a question about a product (id) or the uploaded photo ("uploaded") from its data and picture."""
+        function = capability("answer_question")
+        if product_id == UPLOADED:
+            if ctx.image is None:
+                return "There is no photo to look at."
+            subject: Any = ctx.image
+        else:
+            subject = ctx.product(product_id)
+            if subject is None:
+                return f"Unknown product {product_id}."
+        answer = function(subject, question)
+        ctx.data["answer"] = answer
+        ctx.data["answer_subject"] = product_id
+        ctx.facts.append(answer.answer)
+        return answer.answer
+
+    def describe_image() -> str:
+        """Attributes (category, colour, pattern, ...) of the shopper's uploaded photo, with confidences."""
+        function = capability("extract_attributes")
+        if ctx.image is None:
+            return "There is no photo to describe."
+        raw = function(ctx.image)
+        attributes = {name: {"value": _field(p, "value"), "confidence": round(float(_field(p, "confidence")), 3)}
+                      for name, p in raw.items()}
+        ctx.data["attributes"] = attributes
+        ctx.facts.append(json.dumps(attributes))
+        return json.dumps(attributes)
+
+    def compare_products(first_id: str, second_id: str) -> str:
+        """Compare two products side by side: category, colour, pattern, price and description."""
+        products = [ctx.product(first_id), ctx.product(second_id)]
+        if any(p is None for p in products):
+            return "One of these products is not in the catalog."
+        comparison = compare(products[0], products[1])  # type: ignore[arg-type]
+        ctx.data["comparison"] = comparison
+        ctx.results = [SearchResult.from_product(p, 1.0, "compared") for p in products]  # type: ignore[arg-type]
+        return json.dumps(comparison)
+
+    def get_product(product_id: str) -> str:
+        """The full catalog entry of one product."""
+        product = ctx.product(product_id)
+        if product is None:
+            return f"Unknown product {product_id}."
+        return product.model_dump_json(exclude={"attributes"})
+
+    functions = [search_products, find_similar, complete_outfit, answer_question, describe_image,
+                 compare_products, get_product]
+    return {f.__name__: _recorded(ctx, f) for f in functions}
+
+
+def _recorded(ctx: ToolContext, function: Callable[..., str]) -> BaseTool:
+    @functools.wraps(function)
+    def run(**kwargs: Any) -> str:
+        if not ctx.data.get("_announced"):
+            ctx.record(function.__name__, kwargs)
+        return function(**kwargs)
+
+    return StructuredTool.from_function(run, name=function.__name__, description=function.__doc__)
+
+
+def _field(prediction: Any, name: str) -> Any:
+    return prediction.get(name) if isinstance(prediction, dict) else getattr(prediction, name)
+
+
+COMPARED = ("category", "colour", "pattern", "gender")
+
+
+def compare(first: Product, second: Product) -> dict[str, Any]:
+    """A side-by-side comparison: shared and differing facets, price difference, first description sentence."""
+    same = {f: getattr(first, f) for f in COMPARED if getattr(first, f) == getattr(second, f)}
+    differ = {f: [getattr(first, f), getattr(second, f)] for f in COMPARED if getattr(first, f) != getattr(second, f)}
+    out: dict[str, Any] = {"ids": [first.id, second.id], "titles": [first.title, second.title], "same": same,
+                           "different": differ, "prices": [first.price, second.price],
+                           "summaries": [_first_sentence(first.description), _first_sentence(second.description)]}
+    if first.price is not None and second.price is not None:
+        out["cheaper"] = 0 if first.price < second.price else 1 if second.price < first.price else None
+        out["difference"] = round(abs(first.price - second.price), 2)
+    return out
+
+
+def _first_sentence(text: str) -> str:
+    return text.split(". ")[0].strip().rstrip(".") if text else ""
+
+
+def run_tool_agent(model: Any, ctx: ToolContext, message: str, system: str = "") -> Iterator[Event]:
+    """Let a tool-calling chat model drive the tools (``langchain.agents.create_agent``); yields each tool call
+    as it is made. The products the tools produced stay on ``ctx`` for the agent to show."""
+    from langchain.agents import create_agent
+
+    tools = list(build_tools(ctx).values())
+    agent = create_agent(model, tools=tools, system_prompt=system or None)
+    for _update in agent.stream({"messages": [{"role": "user", "content": message}]}, stream_mode="updates"):
+        yield from ctx.drain()
+    yield from ctx.drain()

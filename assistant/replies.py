@@ -1,0 +1,77 @@
+"""Deterministic reply text from ``prompts/replies.yaml``: the offline assistant's words, and the
+``template_reply`` any LLM backend starts from. Values come only from tool results and the memory, so a
+template reply never names a product or price that was not shown.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import yaml
+
+from assistant.settings import PROMPTS_DIR
+from memory.compose import describe_constraints
+from memory.state import Constraints
+from tools.schema import UNKNOWN, SearchResult
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+@lru_cache(maxsize=1)
+def templates() -> dict[str, Any]:
+    return yaml.safe_load((PROMPTS_DIR / "replies.yaml").read_text())
+
+
+def render(section: str, key: str, **values: Any) -> str:
+    """Fill one template; unknown placeholders render empty."""
+    return " ".join(templates()[section][key].format_map(_Blank(values)).split())
+
+
+def price_text(price: float | None) -> str:
+    return "no price listed" if price is None else f"{price:.2f}"
+
+
+def item_text(result: SearchResult) -> str:
+    facets = " ".join(v for v in (result.colour, result.category) if v and v != UNKNOWN)
+    details = ", ".join(p for p in (facets, price_text(result.price)) if p)
+    return f"{result.title} ({details})"
+
+
+def what_text(constraints: Constraints, fallback: str = "items") -> str:
+    """The constraints as words: "blue dress for women, not black, under 30.00"."""
+    phrase = describe_constraints(constraints)
+    noun = phrase or fallback
+    parts = [noun if not phrase else _pluralise(phrase, constraints)]
+    for facet, values in constraints.avoid.items():
+        parts.append("not " + " or ".join(values))
+    if constraints.price_min is not None and constraints.price_max is not None:
+        parts.append(f"between {constraints.price_min:.2f} and {constraints.price_max:.2f}")
+    elif constraints.price_max is not None:
+        parts.append(f"up to {constraints.price_max:.2f}")
+    elif constraints.price_min is not None:
+        parts.append(f"from {constraints.price_min:.2f}")
+    return ", ".join(parts)
+
+
+def _pluralise(phrase: str, constraints: Constraints) -> str:
+    noun = (constraints.must.get("category") or constraints.must.get("group") or [""])[-1]
+    if not noun or noun.endswith("s") or noun in ("jewellery", "other", "full-body", "swimwear", "underwear",
+                                                   "nightwear", "outerwear"):
+        return phrase if noun else f"{phrase} items"
+    plural = noun + ("es" if noun.endswith(("ch", "sh", "x")) else "s")
+    return phrase.replace(noun, plural, 1) if f" {noun}" in f" {phrase}" else phrase
+
+
+def also_text(results: list[SearchResult]) -> str:
+    return f"; also {item_text(results[1])}" if len(results) > 1 else ""
+
+
+def results_reply(section: str, results: list[SearchResult], **values: Any) -> str:
+    if not results:
+        return render(section, "empty", suggestion=templates()["suggestions"][0], **values)
+    key = "one" if len(results) == 1 else "results"
+    return render(section, key, n=len(results), top=item_text(results[0]), also=also_text(results), **values)

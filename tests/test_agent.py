@@ -1,0 +1,259 @@
+"""The agent end to end over a small synthetic catalog and a deterministic fake encoder (no model weights):
+event order, memory across turns, dislikes, feedback clicks, SQLite logs, missing capabilities, a
+tool-calling LLM driving the same tools, and grounding of LLM replies."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from assistant.agent import Assistant, FeedbackError
+from assistant.events import (DoneEvent, ErrorEvent, MemoryEvent, ProductsEvent, StatusEvent, TextDeltaEvent,
+                              ToolCallEvent)
+from assistant.parser import TurnParser
+from assistant.settings import override_settings
+from memory import SessionNotFound, SessionStore
+from tools.schema import Product
+from tools.search import ProductSearch
+from tools.store import ProductStore, make_client
+
+DIM = 64
+COLOURS = ["red", "blue", "black", "white", "green"]
+
+
+class HashEncoder:
+    """Bag of words hashed into 64 dimensions: deterministic, instant, good enough to rank by words."""
+
+    name = "hash-test"
+    dim = DIM
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().replace(".", " ").replace(",", " ").split():
+                out[i, zlib.crc32(word.encode()) % DIM] += 1.0
+            out[i, 0] += 0.01
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def embed_images(self, images) -> np.ndarray:
+        out = np.zeros((len(images), DIM), dtype=np.float32)
+        for i, image in enumerate(images):
+            r, g, b = np.asarray(image.convert("RGB").resize((4, 4))).reshape(-1, 3).mean(0)
+            out[i, :3] = (r, g, b)
+            out[i, 3] = 1.0
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def catalog() -> list[Product]:
+    products = []
+    n = 0
+    for category, group, base in (("dress", "full-body", 20.0), ("sneakers", "shoes", 40.0),
+                                  ("shirt", "top", 15.0)):
+        for c, colour in enumerate(COLOURS):
+            for variant in range(3):
+                n += 1
+                products.append(Product(
+                    id=f"{n:04d}", title=f"{colour.title()} {category} {variant}", category=category, group=group,
+                    colour=colour, pattern="solid" if variant < 2 else "striped", gender="women" if variant else "men",
+                    price=base + 5 * variant + c, description=f"A {colour} {category} in soft fabric.",
+                    source="test"))
+    return products
+
+
+@pytest.fixture()
+def assistant(tmp_path) -> Assistant:
+    settings = override_settings(home=tmp_path, store=tmp_path / "store", db=tmp_path / "a.db", llm="none")
+    encoder = HashEncoder()
+    store = ProductStore(make_client(settings), "agenttest", encoder.name, encoder.dim)
+    products = catalog()
+    texts = encoder.embed_texts([p.search_text() for p in products])
+    store.upsert(products, ["h"] * len(products), texts, texts)
+    engine = ProductSearch(store, encoder, settings)
+    return Assistant(settings, engine=engine, sessions=SessionStore(settings.db_path),
+                     parser=TurnParser(encoder=encoder, use_embeddings=False))
+
+
+def events_of(stream: Iterator) -> list:
+    return list(stream)
+
+
+def products_in(events: list) -> list:
+    return [r for e in events if isinstance(e, ProductsEvent) for r in e.results]
+
+
+def test_turn_streams_events_in_order_and_searches_with_memory(assistant):
+    sid = assistant.new_session()
+    events = events_of(assistant.turn(sid, "a red dress"))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "status" and kinds[-2:] == ["memory", "done"]
+    assert kinds.index("tool_call") < kinds.index("products") < kinds.index("text_delta") < kinds.index("memory")
+    call = next(e for e in events if isinstance(e, ToolCallEvent))
+    assert call.name == "search_products"
+    assert call.args["must"] == {"colour": ["red"], "category": ["dress"]}
+    results = products_in(events)
+    assert results and all(r.colour == "red" and r.category == "dress" for r in results)
+    reply = "".join(e.text for e in events if isinstance(e, TextDeltaEvent))
+    assert events[-1].reply == reply and results[0].title in reply
+
+    events = events_of(assistant.turn(sid, "actually blue"))
+    results = products_in(events)
+    assert results and all(r.colour == "blue" and r.category == "dress" for r in results)
+    memory = next(e for e in events if isinstance(e, MemoryEvent)).memory
+    assert memory["constraints"]["must"] == {"colour": ["blue"], "category": ["dress"]}
+
+
+def test_disliked_items_never_come_back(assistant):
+    sid = assistant.new_session()
+    first = products_in(events_of(assistant.turn(sid, "a dress")))
+    disliked = first[0].id
+    events_of(assistant.turn(sid, "I don't like the first one"))
+    for message in ("show me dresses", "in red", "start over", "a red dress", "more like the second one"):
+        shown = products_in(events_of(assistant.turn(sid, message)))
+        assert disliked not in {r.id for r in shown}, message
+    assert disliked in assistant.memory(sid)["disliked"]
+
+
+def test_cheaper_caps_the_price_below_what_was_shown(assistant):
+    sid = assistant.new_session()
+    shown = products_in(events_of(assistant.turn(sid, "sneakers")))
+    median = float(np.median([r.price for r in shown]))
+    cheaper = products_in(events_of(assistant.turn(sid, "cheaper please")))
+    assert cheaper and all(r.price < median for r in cheaper)
+    assert all(r.category == "sneakers" for r in cheaper)
+
+
+def test_start_over_clears_memory(assistant):
+    sid = assistant.new_session()
+    events_of(assistant.turn(sid, "a black shirt under 30"))
+    events = events_of(assistant.turn(sid, "start over"))
+    memory = next(e for e in events if isinstance(e, MemoryEvent)).memory
+    assert memory["constraints"] == {"must": {}, "avoid": {}, "price_min": None, "price_max": None}
+    assert not products_in(events) and "Fresh start" in events[-1].reply
+
+
+def test_unknown_sessions(assistant):
+    with pytest.raises(SessionNotFound):
+        assistant.history("missing")
+    with pytest.raises(SessionNotFound):
+        assistant.memory("missing")
+    with pytest.raises(SessionNotFound):
+        assistant.feedback("missing", "0001", "like")
+    events = events_of(assistant.turn("brand-new", "hi"))
+    assert events[-1].session_id == "brand-new" and "shopping" in events[-1].reply
+    assert len(assistant.history("brand-new")) == 1
+
+
+def test_feedback_clicks_update_memory_and_search(assistant):
+    sid = assistant.new_session()
+    shown = products_in(events_of(assistant.turn(sid, "a green dress")))
+    liked, disliked = shown[0].id, shown[1].id
+    events = assistant.feedback(sid, liked, "like")
+    assert isinstance(events[-1], DoneEvent) and liked in assistant.memory(sid)["liked"]
+    assistant.feedback(sid, disliked, "dislike")
+    events = assistant.feedback(sid, liked, "more_like_this")
+    more = products_in(events)
+    assert more and liked not in {r.id for r in more} and disliked not in {r.id for r in more}
+    assert any(isinstance(e, ToolCallEvent) and e.name == "search_products" for e in events)
+    with pytest.raises(FeedbackError):
+        assistant.feedback(sid, liked, "love")
+    kinds = [t["kind"] for t in assistant.history(sid)]
+    assert kinds == ["message", "feedback", "feedback", "feedback"]
+
+
+def test_turns_are_logged_for_replay(assistant):
+    sid = assistant.new_session()
+    events_of(assistant.turn(sid, "a white shirt"))
+    events_of(assistant.turn(sid, "compare the first and the second"))
+    log = assistant.history(sid)
+    assert log[0]["intent"]["intent"] == "search" and log[0]["tool_calls"][0]["name"] == "search_products"
+    assert len(log[0]["result_ids"]) == 3 and log[0]["reply"]
+    assert log[1]["tool_calls"][0]["name"] == "compare_products"
+    assert log[1]["tool_calls"][0]["args"]["first_id"] == log[0]["result_ids"][0]
+
+
+def test_compare_mentions_both_titles_and_the_cheaper(assistant):
+    sid = assistant.new_session()
+    shown = products_in(events_of(assistant.turn(sid, "a white shirt")))
+    events = events_of(assistant.turn(sid, "which is cheaper, the first or the third?"))
+    reply = events[-1].reply
+    a, b = shown[0], shown[2]
+    cheaper = a if a.price < b.price else b
+    assert a.title in reply and b.title in reply
+    assert f"{cheaper.title} is cheaper" in reply
+    # compare shows the two products but keeps the list "the first" refers to
+    assert assistant.memory(sid)["shown"][2]["id"] == b.id
+
+
+def test_missing_capability_says_not_available(assistant, monkeypatch):
+    from assistant import agent_tools
+
+    monkeypatch.setitem(agent_tools.CAPABILITIES, "complete_outfit",
+                        ("tools.not_written_yet", "complete_outfit", "Outfit completion"))
+    sid = assistant.new_session()
+    events_of(assistant.turn(sid, "a blue shirt"))
+    events = events_of(assistant.turn(sid, "what goes with the first one?"))
+    assert "Outfit completion isn't available yet" in events[-1].reply
+    assert [e.name for e in events if isinstance(e, ToolCallEvent)] == ["complete_outfit"]
+
+
+def test_bad_image_is_a_clear_error(assistant):
+    events = events_of(assistant.turn(None, "like this but in red", image=b"not an image"))
+    assert [e.type for e in events] == ["status", "error", "done"]
+    assert isinstance(events[1], ErrorEvent) and events[1].code == "bad_image"
+
+
+def test_unresolved_reference_is_explained(assistant):
+    sid = assistant.new_session()
+    events_of(assistant.turn(sid, "a red shirt"))
+    reply = events_of(assistant.turn(sid, "I like the 9th one"))[-1].reply
+    shown = len(assistant.memory(sid)["shown"])
+    assert shown < 9 and f"only showed {shown} results" in reply
+
+
+class FakeBackend:
+    """An LLM backend that invents a price; grounding must cut it."""
+
+    name = "fake"
+
+    def stream_reply(self, system, messages, context) -> Iterator[str]:
+        top = context.results[0]
+        yield f"Try the {top.title}, only $3.33 today. "
+        yield f"It costs {top.price:.2f}."
+
+    def chat_model(self):
+        return None
+
+
+def test_llm_reply_is_grounded_in_shown_products(assistant):
+    assistant._llm = FakeBackend()
+    events = events_of(assistant.turn(None, "a black dress"))
+    reply = events[-1].reply
+    top = products_in(events)[0]
+    assert f"{top.price:.2f}" in reply
+    assert "3.33" not in reply and "$" not in reply
+
+
+def test_a_tool_calling_model_drives_the_same_tools(assistant):
+    from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+    from langchain_core.messages import AIMessage
+
+    from assistant.agent_tools import ToolContext, run_tool_agent
+
+    class ToolModel(FakeMessagesListChatModel):
+        def bind_tools(self, tools, **kw):
+            return self
+
+    model = ToolModel(responses=[
+        AIMessage(content="", tool_calls=[{"name": "search_products", "id": "c1",
+                                           "args": {"query": "striped shirt", "must": {"category": ["shirt"],
+                                                                                     "pattern": ["striped"]}}}]),
+        AIMessage(content="Here are striped shirts."),
+    ])
+    memory = assistant.sessions.create()
+    ctx = ToolContext(assistant.engine, memory)
+    events = list(run_tool_agent(model, ctx, "striped shirts please"))
+    assert [(e.name, e.args["must"]["pattern"]) for e in events] == [("search_products", ["striped"])]
+    assert ctx.results and all(r.pattern == "striped" and r.category == "shirt" for r in ctx.results)
