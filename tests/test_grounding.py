@@ -130,3 +130,12 @@ def test_injection_heuristics_flag_attacks(text):
 ])
 def test_injection_heuristics_leave_shopping_text_alone(text):
     assert not looks_like_injection(text)
+
+
+def test_grounding_is_idempotent(hm_results):
+    text = ("The Jade HW Skinny Denim TRS [0999999001] is $33.88. It was $50 last week. "
+            "The 20 den 1p Stockings are 8.46 EUR (sku 12345678).")
+    once = ground_reply(text, hm_results)
+    assert once.text == "The Jade HW Skinny Denim TRS is $33.88. The 20 den 1p Stockings are 8.46 EUR."
+    twice = ground_reply(once.text, hm_results)
+    assert twice.text == once.text and twice.removed == [] and not twice.flagged
