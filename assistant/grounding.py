@@ -19,6 +19,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -112,7 +113,7 @@ class _Grounder:
                 spans.append((m.start(), m.end(), m.group(), supported))
                 taken.append((m.start(), m.end()))
         spans.sort()
-        merged: list[list] = []
+        merged: list[list[Any]] = []
         for start, end, matched, supported in spans:
             if merged and start < merged[-1][1]:
                 last = merged[-1]
@@ -140,19 +141,25 @@ class _Grounder:
             removed.extend(matched.strip() for _, _, matched in claims)
             out = sentence
             for start, end, matched in reversed(claims):
-                head, tail = out[:start], out[end:]
-                if matched[:1] in "([" and matched[-1:] in ")]":
-                    out = head.rstrip(" \t") + tail
-                    continue
-                b = re.search(r"[(\[][^()\[\]]{0,12}$", head)
-                a = re.match(r"[^()\[\]]{0,3}[)\]]", tail)
-                if not (b and a and re.fullmatch(r"[\s:#,]*(?:[a-z]+[\s.:#]*)?", head[b.start() + 1:] + tail[:a.end() - 1], re.I)):
+                bracket = _enclosing_brackets(out, start, end, matched)
+                if bracket is None:
                     out = ""
                     break
-                out = head[:b.start()].rstrip(" \t") + tail[a.end():]
+                out = out[:bracket[0]].rstrip(" \t") + out[bracket[1]:]
             if out.strip():
                 kept.append(_tidy(out))
         return "".join(kept), removed
+
+
+def _enclosing_brackets(text: str, start: int, end: int, matched: str) -> tuple[int, int] | None:
+    """The span of the brackets around a claim ("(item 0123456789)", "[$12]", "(id: 0123456789)"), if any."""
+    if matched[:1] in "([" and matched[-1:] in ")]":
+        return start, end
+    before = re.search(r"[(\[](?P<label>[\s:#,]*(?:[a-z]+[\s.:#]*)?)$", text[:start], re.I)
+    after = re.match(r"\s*[)\]]", text[end:])
+    if before is None or after is None:
+        return None
+    return before.start(), end + after.end()
 
 
 def _sentences(text: str) -> list[str]:
@@ -267,7 +274,8 @@ _INJECTION = [re.compile(p, re.I) for p in (
 )]
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_DELIMITER_LOOKALIKE = re.compile(r"<{2,}|>{2,}|«+|»+|‹+|›+|`{3,}|\"{3,}|'{3,}|={4,}|-{4,}|#{3,}|<\|[^|>]{0,40}\|>")
+_DELIMITER_LOOKALIKE = re.compile(
+    r"<\|[^|>]{0,40}\|>|<{2,}|>{2,}|«+|»+|‹+|›+|`{3,}|\"{3,}|'{3,}|={4,}|-{4,}|#{3,}")
 
 
 def _normalise(text: str) -> str:
