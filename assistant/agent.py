@@ -402,7 +402,10 @@ def handle_search(turn: Turn) -> Iterator[Event]:
                                ranks=", ".join(str(r) for r in turn.update.unresolved))
         return
     composed = turn.ctx.compose()
-    yield from turn.call("search_products", _search_args(composed, turn.assistant.k))
+    args = _search_args(composed, turn.assistant.k)
+    if turn.update.similar:
+        args["exclude_ids"] = list(dict.fromkeys(args.get("exclude_ids", []) + turn.update.similar))
+    yield from turn.call("search_products", args)
     results = turn.ctx.results
     yield turn.show(results)
     what = what_text(turn.memory.constraints, fallback=_fallback_noun(turn))

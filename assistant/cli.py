@@ -157,5 +157,91 @@ def run_ui(
          str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"], env=env))
 
 
+@app.command()
+def ask(
+    message: str = typer.Argument(..., help='What to say, e.g. "a black dress under 40".'),
+    session: Optional[str] = typer.Option(None, "--session", "-s", help="Session id (created on first use)."),
+    image: Optional[Path] = typer.Option(None, help="A photo to send with the message."),
+    store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print session, reply, results, tool calls and memory."),
+) -> None:
+    """One message in a conversation; consecutive asks with the same --session continue it."""
+    from assistant.agent import Assistant
+    from assistant.chat_cli import ask_payload, render_stream
+
+    apply_store(store)
+    if image is not None and not image.is_file():
+        fail(f"image not found: {image}")
+    assistant = Assistant()
+    sid = session or assistant.new_session()
+    if as_json:
+        payload = ask_payload(list(assistant.turn(sid, message, image=image)), sid)
+        print_json(payload)
+        if "error" in payload:
+            raise typer.Exit(1)
+        return
+    typer.echo(f"session {sid}")
+    events = render_stream(assistant.turn(sid, message, image=image), sys.stdout)
+    if any(e.type == "error" for e in events):
+        raise typer.Exit(1)
+
+
+@app.command()
+def chat(
+    session: Optional[str] = typer.Option(None, "--session", "-s", help="Continue this session."),
+    store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
+) -> None:
+    """Interactive chat in the terminal (replies stream; /help-style commands for photos and clicks)."""
+    from assistant.agent import Assistant
+    from assistant.chat_cli import chat_loop
+
+    apply_store(store)
+    assistant = Assistant()
+    chat_loop(assistant, session or assistant.new_session())
+
+
+@app.command()
+def replay(
+    files: list[Path] = typer.Argument(..., help="Conversation YAML files or folders of them."),
+    store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Replay conversations and check their expectations; exits 1 if any is unmet."""
+    from assistant.replay import format_report, run_files
+
+    apply_store(store)
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        fail(f"not found: {', '.join(missing)}")
+    results = run_files(files)
+    if as_json:
+        print_json([r.model_dump() | {"passed": r.passed} for r in results])
+    else:
+        typer.echo(format_report(results))
+    if not results or any(not r.passed for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export_session_command(
+    session: str = typer.Argument(..., help="Session id."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the YAML here (default: stdout)."),
+) -> None:
+    """Write a real session as a replay conversation (YAML)."""
+    from assistant.agent import Assistant
+    from assistant.replay import dump_yaml
+    from memory import SessionNotFound
+
+    try:
+        text = dump_yaml(Assistant().export(session))
+    except SessionNotFound as exc:
+        fail(str(exc))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+        typer.echo(f"wrote {out}")
+
+
 if __name__ == "__main__":
     app()
