@@ -97,7 +97,8 @@ class Assistant:
 
     def __init__(self, settings: Settings | None = None, *, engine: ProductSearch | None = None,
                  sessions: SessionStore | None = None, parser: TurnParser | None = None, k: int = 10,
-                 weights: CascadeWeights | None = None, llm: Any | None = None) -> None:
+                 weights: CascadeWeights | None = None, llm: Any | None = None,
+                 tool_model: Any | None = "auto") -> None:
         self.settings = settings or get_settings()
         self._engine = engine
         self.sessions = sessions or SessionStore(self.settings.db_path)
@@ -105,6 +106,7 @@ class Assistant:
         self.k = k
         self.weights = weights or CascadeWeights()
         self._llm = llm
+        self._tool_model = tool_model
         self._image_vectors: dict[str, Any] = {}
 
     @property
@@ -155,7 +157,10 @@ class Assistant:
             update = apply_turn(memory, intent, image_key=image_key, image_path=self._upload_path(image_key))
             ctx = ToolContext(self.engine, memory, picture, self.k, self.weights, self._image_vectors)
             turn = Turn(self, memory, intent, update, ctx, message or "")
-            yield from HANDLERS[intent.intent](turn)
+            model = self.tool_model() if intent.intent in MODEL_ROUTED else None
+            routed = (yield from route_with_model(turn, model)) if model is not None else False
+            if not routed:
+                yield from HANDLERS[intent.intent](turn)
             yield from ctx.drain()
             if turn.remember_results:
                 record_shown(memory, turn.results)
@@ -237,7 +242,10 @@ class Assistant:
     def _parse_context(self, memory: SessionMemory, picture: Image.Image | None) -> ParseContext:
         must = memory.constraints.must
         return ParseContext(has_results=bool(memory.shown), n_shown=len(memory.shown), has_image=picture is not None,
-                            has_reference=bool(memory.anchors or memory.focus), category=must.get("category", []),
+                            has_reference=bool(memory.anchors or memory.focus),
+                            photo_in_focus=bool(memory.image and memory.focus is None and memory.anchors
+                                                and memory.anchors[-1].kind == "image"),
+                            category=must.get("category", []),
                             group=must.get("group", []))
 
     def _upload_dir(self) -> Path:
@@ -282,6 +290,18 @@ class Assistant:
         for chunk in _chunks(template):
             yield TextDeltaEvent(text=chunk)
         return template
+
+    def tool_model(self) -> Any | None:
+        """The tool-calling chat model that routes turns, if any: the one given, else the configured LLM
+        backend's (``ATELIER_LLM=openai``); ``None`` means the deterministic router."""
+        if self._tool_model == "auto":
+            backend = self._backend()
+            try:
+                self._tool_model = backend.chat_model() if backend is not None else None
+            except Exception as exc:  # noqa: BLE001
+                log.warning("no tool-calling model (%s)", exc)
+                self._tool_model = None
+        return self._tool_model
 
     def _backend(self) -> Any | None:
         if self._llm is not None:
@@ -406,11 +426,16 @@ def handle_search(turn: Turn) -> Iterator[Event]:
     if turn.update.similar:
         args["exclude_ids"] = list(dict.fromkeys(args.get("exclude_ids", []) + turn.update.similar))
     yield from turn.call("search_products", args)
+    yield from present_results(turn)
+
+
+def present_results(turn: Turn) -> Iterator[Event]:
     results = turn.ctx.results
     yield turn.show(results)
     what = what_text(turn.memory.constraints, fallback=_fallback_noun(turn))
-    extra = {"changes_sentence": _changes_sentence(turn)} if turn.intent.intent == "refine" else {}
-    turn.template = results_reply(turn.intent.intent, results, what=what, **extra)
+    section = turn.intent.intent if turn.intent.intent in ("search", "refine") else "search"
+    extra = {"changes_sentence": _changes_sentence(turn)} if section == "refine" else {}
+    turn.template = results_reply(section, results, what=what, **extra)
     if turn.update.notes and "no price to compare" in " ".join(turn.update.notes):
         turn.template = "I have no prices to compare with yet. " + turn.template
 
@@ -423,24 +448,30 @@ def _fallback_noun(turn: Turn) -> str:
 @handles("composed")
 def handle_composed(turn: Turn) -> Iterator[Event]:
     update, ctx = turn.update, turn.ctx
-    if ctx.image is not None:
-        reference, reference_text = UPLOADED, "your photo"
+    if ctx.image is not None or (not (update.similar or update.referenced or turn.memory.focus)
+                                 and turn.memory.image and _restore_image(turn)):
+        reference = UPLOADED
     else:
-        pid = (update.similar or update.referenced or [turn.memory.focus])[-1]
-        if pid is None:
+        reference = (update.similar or update.referenced or [turn.memory.focus])[-1]
+        if reference is None:
             turn.template = render("errors", "no_reference")
             return
-        item = turn.memory.shown_item(pid)
-        reference, reference_text = pid, (item.title if item else "that item")
-    change = turn.intent.change
     try:
-        yield from turn.call("find_similar", {"reference": reference, "change": change, "k": turn.assistant.k})
+        yield from turn.call("find_similar", {"reference": reference, "change": turn.intent.change,
+                                              "k": turn.assistant.k})
     except CapabilityUnavailable:
         yield from turn.call("search_products", _search_args(ctx.compose(), turn.assistant.k))
-    results = ctx.results
+    ctx.data["reference"] = reference
+    yield from present_composed(turn)
+
+
+def present_composed(turn: Turn) -> Iterator[Event]:
+    results = turn.ctx.results
     yield turn.show(results)
-    change_text = f", {change}" if change else ""
-    turn.template = results_reply("composed", results, reference=reference_text, change=change_text)
+    reference = turn.ctx.data.get("reference")
+    change = turn.intent.change
+    turn.template = results_reply("composed", results, reference=_subject_text(turn, reference),
+                                  change=f", {change}" if change else "")
 
 
 def _subject(turn: Turn) -> str | None:
@@ -470,9 +501,11 @@ def _restore_image(turn: Turn) -> bool:
     return True
 
 
-def _subject_text(turn: Turn, subject: str) -> str:
+def _subject_text(turn: Turn, subject: str | None) -> str:
     if subject == UPLOADED:
         return "your photo"
+    if subject is None:
+        return "that item"
     item = turn.memory.shown_item(subject)
     if item:
         return item.title
@@ -500,9 +533,14 @@ def handle_outfit(turn: Turn) -> Iterator[Event]:
     except CapabilityUnavailable as exc:
         _unavailable(turn, exc)
         return
+    turn.ctx.data["subject"] = subject
+    yield from present_outfit(turn)
+
+
+def present_outfit(turn: Turn) -> Iterator[Event]:
     for group, items in turn.ctx.slots:
         yield turn.show(items, title=f"{group} to go with it", slot=group)
-    reference = _subject_text(turn, subject)
+    reference = _subject_text(turn, turn.ctx.data.get("subject"))
     if not turn.ctx.slots:
         turn.template = render("outfit", "empty", reference=reference)
         return
@@ -522,8 +560,14 @@ def handle_question(turn: Turn) -> Iterator[Event]:
     except CapabilityUnavailable as exc:
         _unavailable(turn, exc)
         return
+    yield from present_answer(turn)
+
+
+def present_answer(turn: Turn) -> Iterator[Event]:
     answer = turn.ctx.data.get("answer")
-    if subject != UPLOADED:
+    subject = turn.ctx.data.get("answer_subject")
+    if subject and subject != UPLOADED:
+        turn.memory.focus = subject
         product = turn.ctx.product(subject)
         if product is not None:
             yield turn.show([SearchResult.from_product(product, 1.0, "the item you asked about")],
@@ -547,6 +591,10 @@ def handle_describe(turn: Turn) -> Iterator[Event]:
     except CapabilityUnavailable as exc:
         _unavailable(turn, exc)
         return
+    yield from present_attributes(turn)
+
+
+def present_attributes(turn: Turn) -> Iterator[Event]:
     attributes: dict[str, dict[str, Any]] = turn.ctx.data.get("attributes", {})
     known = {k: v for k, v in attributes.items() if v.get("value") not in (None, "", UNKNOWN)}
     order = ("colour", "pattern", "category", "gender")
@@ -555,6 +603,7 @@ def handle_describe(turn: Turn) -> Iterator[Event]:
     confident = any(v.get("confidence", 0) >= 0.5 for v in known.values())
     turn.template = render("describe", "results" if confident else "unsure",
                            attributes=", ".join(words) if words else "nothing I can name")
+    return iter(())
 
 
 @handles("compare")
@@ -564,6 +613,10 @@ def handle_compare(turn: Turn) -> Iterator[Event]:
         turn.template = render("compare", "missing")
         return
     yield from turn.call("compare_products", {"first_id": ids[0], "second_id": ids[1]})
+    yield from present_comparison(turn)
+
+
+def present_comparison(turn: Turn) -> Iterator[Event]:
     comparison = turn.ctx.data.get("comparison")
     if not comparison:
         turn.template = render("compare", "missing")
@@ -599,3 +652,44 @@ def handle_help(turn: Turn) -> Iterator[Event]:
 def handle_start_over(turn: Turn) -> Iterator[Event]:
     turn.template = render("start_over", "done")
     return iter(())
+
+
+# ---- a tool-calling LLM as the router ------------------------------------------------------------------
+MODEL_ROUTED = ("search", "refine", "composed", "outfit", "question", "describe", "compare")
+PRESENTERS: dict[str, Callable[[Turn], Iterator[Event]]] = {
+    "search_products": present_results, "find_similar": present_composed, "complete_outfit": present_outfit,
+    "answer_question": present_answer, "describe_image": present_attributes, "compare_products": present_comparison,
+}
+
+
+def route_with_model(turn: Turn, model: Any) -> Generator[Event, None, bool]:
+    """Let a tool-calling chat model pick the tool and its arguments (the memory was already updated by the
+    parser, and ``search_products`` composes the memory's cascade). Returns False when the model called no
+    tool or failed, so the deterministic handler runs instead."""
+    from assistant.agent_tools import run_tool_agent
+
+    try:
+        yield from run_tool_agent(model, turn.ctx, turn.message, tool_system_prompt(turn))
+    except Exception as exc:  # noqa: BLE001 - a broken endpoint must not break the turn
+        log.warning("tool-calling model failed (%s); routing deterministically", exc)
+        return False
+    if not turn.ctx.calls:
+        return False
+    last = turn.ctx.calls[-1]
+    if last.name == "find_similar":
+        turn.ctx.data.setdefault("reference", last.args.get("reference"))
+    yield from PRESENTERS.get(last.name, present_results)(turn)
+    return True
+
+
+def tool_system_prompt(turn: Turn) -> str:
+    shown = "\n".join(f"{i}. id={item.id} {item.title} ({item.colour} {item.category}, "
+                      f"{price_text(item.price)})" for i, item in enumerate(turn.memory.shown, start=1))
+    photo = "The shopper attached a photo: use reference \"uploaded\"." if turn.ctx.image is not None else ""
+    return (
+        "You route a fashion shopper's message to exactly one tool call. The session memory already holds "
+        "their constraints; search_products with use_memory=true applies them, so only pass what this message "
+        "adds. Refer to shown products by id.\n"
+        f"Memory: {json.dumps(turn.memory.summary(), default=str)}\n"
+        f"Shown results:\n{shown or '(none)'}\n{photo}"
+    )

@@ -87,6 +87,7 @@ class ParseContext(BaseModel):
     n_shown: int = 0
     has_image: bool = False
     has_reference: bool = False
+    photo_in_focus: bool = False
     category: list[str] = Field(default_factory=list)
     group: list[str] = Field(default_factory=list)
 
@@ -176,6 +177,8 @@ LIKE_BEFORE = re.compile(r"(?:\b(?:i|i\s+really|i\s+do|really)\s+(?:like|love|li
 LIKE_AFTER = re.compile(r"^\s*(?:is|looks|seems|was)\s+(?:really\s+|so\s+|very\s+|quite\s+)?"
                         r"(?:nice|great|perfect|lovely|cute|good|gorgeous|beautiful|amazing|stunning|pretty|cool|"
                         r"my\s+style|what\s+i\s+want)|^\s*(?:i\s+(?:like|love))")
+NOT_OVER = re.compile(r"\b(?:nothing|not|no|never)\s+(?:over|above|more\s+than|beyond|exceeding)\s*[$€£]?"
+                      r"(\d+(?:[.,]\d+)?)")
 AROUND = re.compile(r"\b(?:around|about|approximately|roughly|circa|~)\s*[$€£]?(\d+(?:[.,]\d+)?)")
 NEGATION_WORDS = re.compile(r"\b(?:not|no|without|except|excluding|avoid|anything\s+but|don't\s+want|do\s+not\s+want|"
                             r"dont\s+want|don't\s+like|do\s+not\s+like|hate|rather\s+not|is\s+fine|is\s+ok|"
@@ -221,6 +224,8 @@ class TurnParser:
         question = raw if intent in ("question", "describe") else None
         if intent not in ("search", "refine", "composed"):
             state.relative = []
+        if intent == "compare":
+            state.price_min = state.price_max = None
         if intent == "compare" and len(state.references) < 2:
             digits = [int(d) for d in re.findall(r"(?<![\d.,$€£])\b(10|[1-9])\b(?![.,]?\d)", state.text)]
             digits += [ORDINALS[w] for w in re.findall(rf"\b({_ORD})\b", state.text)]
@@ -278,6 +283,10 @@ class TurnParser:
                 state.similar.append(0)
 
     def _prices(self, state: "_State") -> None:
+        capped = NOT_OVER.search(state.work)
+        if capped:
+            state.price_max = float(capped.group(1).replace(",", "."))
+            state.work = state.work[:capped.start()] + " " + state.work[capped.end():]
         around = AROUND.search(state.work)
         if around:
             value = float(around.group(1).replace(",", "."))
@@ -285,7 +294,9 @@ class TurnParser:
             state.work = state.work[:around.start()] + " " + state.work[around.end():]
         low, high, rest = parse_price(state.work)
         if low is not None or high is not None:
-            state.price_min, state.price_max, state.work = low, high, rest
+            state.price_min = low if low is not None else state.price_min
+            state.price_max = high if high is not None else state.price_max
+            state.work = rest
 
     def _relative(self, state: "_State") -> None:
         for name, pattern in self.vocab.relative.items():
@@ -497,6 +508,8 @@ def rule_composed(parser: TurnParser, s: _State, c: ParseContext) -> str | None:
     if referenced and s.has_change():
         return "composed"
     if s.this and s.similar and s.has_change() and c.has_reference:
+        return "composed"
+    if c.photo_in_focus and (s.this or s.similar) and s.has_change():
         return "composed"
     return None
 

@@ -68,4 +68,4 @@ def assistant(tmp_path) -> Assistant:
     store.upsert(products, ["h"] * len(products), texts, texts)
     engine = ProductSearch(store, encoder, settings)
     return Assistant(settings, engine=engine, sessions=SessionStore(settings.db_path),
-                     parser=TurnParser(encoder=encoder, use_embeddings=False))
+                     parser=TurnParser(encoder=encoder, use_embeddings=False), tool_model=None)

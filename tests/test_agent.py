@@ -196,3 +196,30 @@ def test_a_tool_calling_model_drives_the_same_tools(assistant):
     events = list(run_tool_agent(model, ctx, "striped shirts please"))
     assert [(e.name, e.args["must"]["pattern"]) for e in events] == [("search_products", ["striped"])]
     assert ctx.results and all(r.pattern == "striped" and r.category == "shirt" for r in ctx.results)
+
+
+def test_a_tool_calling_model_routes_assistant_turns(assistant):
+    from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+    from langchain_core.messages import AIMessage
+
+    class ToolModel(FakeMessagesListChatModel):
+        def bind_tools(self, tools, **kw):
+            return self
+
+    sid = assistant.new_session()
+    shown = products_in(events_of(assistant.turn(sid, "a white shirt")))
+    assistant._tool_model = ToolModel(responses=[
+        AIMessage(content="", tool_calls=[{"name": "compare_products", "id": "c1",
+                                           "args": {"first_id": shown[0].id, "second_id": shown[2].id}}]),
+        AIMessage(content="done"),
+    ])
+    events = events_of(assistant.turn(sid, "how do the first and third differ?"))
+    calls = [e for e in events if isinstance(e, ToolCallEvent)]
+    assert [c.name for c in calls] == ["compare_products"]
+    assert {r.id for r in products_in(events)} == {shown[0].id, shown[2].id}
+    assert shown[0].title in events[-1].reply
+    # a model that calls no tool falls back to the deterministic router
+    assistant._tool_model = ToolModel(responses=[AIMessage(content="no tools today")])
+    events = events_of(assistant.turn(sid, "in blue"))
+    assert [e.name for e in events if isinstance(e, ToolCallEvent)] == ["search_products"]
+    assert all(r.colour == "blue" for r in products_in(events))

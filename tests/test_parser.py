@@ -62,6 +62,12 @@ def test_rule_parser_accuracy_per_field():
     assert not low, (low, misses)
 
 
+def test_rule_parser_generalises_to_held_out_utterances():
+    scores, misses = accuracy(RULES, "held_out")
+    low = {f: round(s, 3) for f, s in scores.items() if s < 0.9}
+    assert not low, (low, misses)
+
+
 def parse(text: str, context: ParseContext = SHOWN) -> TurnIntent:
     return RULES.parse(text, context)
 
