@@ -154,7 +154,125 @@ def run_ui(
     typer.echo(f"Atelier app on http://{host}:{port}")
     raise typer.Exit(subprocess.call(
         [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.address", host, "--server.port",
-         str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"], env=env))
+         str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"],
+        env=env))
+
+
+@app.command()
+def outfit(
+    product: list[str] = typer.Option([], "--product", "-p", help="Catalog product id in the outfit (repeatable)."),
+    image: Optional[Path] = typer.Option(None, help="Photo of an item to build the outfit around."),
+    slot: Optional[str] = typer.Option(None, help="Only this slot, e.g. shoes (a group of the taxonomy)."),
+    k: int = typer.Option(5, "-k", help="Suggestions per slot."),
+    store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
+    gender: list[str] = typer.Option([], help="Department: women | men | kids | unisex (default: the outfit's)."),
+    avoid_colour: list[str] = typer.Option([], help="Colour never to suggest (repeatable)."),
+    price_max: Optional[float] = typer.Option(None, help="Maximum price of each suggestion."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Complete an outfit: compatible catalog items for each missing slot (top → bottom, shoes, ...)."""
+    from tools.images import ImageError, load_image
+    from tools.outfit import default_completer
+    from tools.query_parser import SearchFilters
+
+    apply_store(store)
+    if not product and image is None:
+        fail("give at least one --product ID or an --image PATH")
+    filters = SearchFilters(must={"gender": gender} if gender else {},
+                            avoid={"colour": avoid_colour} if avoid_colour else {}, price_max=price_max)
+    try:
+        photo = load_image(image) if image is not None else None
+        slots = default_completer().complete(product, photo, slot, k, filters)
+    except (ImageError, ValueError, RuntimeError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json({"slots": [{"group": s.group, "items": [r.model_dump() for r in s.items]} for s in slots]})
+        return
+    for s in slots:
+        typer.secho(f"{s.group}:", bold=True)
+        if not s.items:
+            typer.echo("    nothing in the catalog fits this slot under your constraints")
+        for rank, r in enumerate(s.items, start=1):
+            price = "" if r.price is None else f"  {r.price:.2f}"
+            typer.echo(f"{rank:2d}. [{r.id}] {r.title} — {r.colour} {r.pattern} {r.category} ({r.gender}){price}\n"
+                       f"    {r.why}")
+
+
+@app.command("train-outfit")
+def train_outfit_command(
+    epochs: int = typer.Option(40, help="Maximum epochs (the best on validation baskets is kept)."),
+    out: Optional[Path] = typer.Option(None, help="Weights file (default tools/outfit_weights/outfit.pt)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Train the outfit compatibility model on H&M baskets (never on the test split); minutes on CPU."""
+    from tools.outfit_model import DEFAULT_WEIGHTS
+    from tools.outfit_train import TrainConfig, train_outfit
+
+    try:
+        report = train_outfit(out=out or DEFAULT_WEIGHTS, config=TrainConfig(epochs=epochs, seed=seed),
+                              progress=None if as_json else typer.echo)
+    except (OSError, ValueError, RuntimeError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(report.model_dump())
+    else:
+        typer.echo(f"trained in {report.seconds:.0f}s ({report.epochs} epochs, {report.pairs_train} pairs): "
+                   f"validation FITB {report.validation}; weights {report.weights} ({report.size_bytes} bytes)")
+
+
+@app.command()
+def attributes(
+    images: list[Path] = typer.Argument(..., help="Product photo(s)."),
+    method: str = typer.Option("auto", help="auto (best per attribute) | probe | zero-shot | pixels | fusion"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (a list when several images are given)."),
+) -> None:
+    """Read category, group, colour, pattern, gender (and sleeves, neckline, length, fit) off product photos."""
+    from tools.attributes import describe_files
+    from tools.images import ImageError
+
+    try:
+        described = describe_files(images, method)
+    except (ImageError, ValueError, RuntimeError, OSError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(described[0] if len(described) == 1 else described)
+        return
+    for path, item in zip(images, described):
+        typer.secho(str(path), bold=True)
+        for name, pred in item["attributes"].items():
+            typer.echo(f"  {name:9s} {pred['value']:12s} {pred['confidence']:.2f}")
+
+
+@app.command("train-probes")
+def train_probes_command(
+    fpi_limit: int = typer.Option(12000, help="FPI training photos sampled (0 = all non-test)."),
+    out: Optional[Path] = typer.Option(None, help="Output file (default tools/probes/probes.json)."),
+) -> None:
+    """Train and calibrate the attribute probes on non-test catalog items (embeddings are cached)."""
+    from tools.probes import DEFAULT_PROBES
+    from tools.probes.train import train_heads
+
+    heads = train_heads(fpi_limit=fpi_limit, log=typer.echo)
+    heads.save(out or DEFAULT_PROBES)
+    typer.echo(f"saved {len(heads.heads)} heads to {out or DEFAULT_PROBES}; defaults: {heads.default}")
+
+
+@app.command("train-encoder")
+def train_encoder_command(
+    tune_blocks: int = typer.Option(2, help="Backbone blocks fine-tuned on cached activations (0 = head only)."),
+    epochs: int = typer.Option(12, help="Training epochs."),
+    text_adapter: bool = typer.Option(True, help="Also train the residual MiniLM text adapter."),
+    out: Optional[Path] = typer.Option(None, help="Weights file (default tools/encoders/weights/compact.pt)."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Train the compact encoder's image tower into MiniLM's text space on both catalogs (test split excluded)."""
+    from tools.encoders.heads import DEFAULT_WEIGHTS
+    from tools.encoders.train import train_compact
+
+    metrics = train_compact(out or DEFAULT_WEIGHTS, tune_blocks=tune_blocks, epochs=epochs,
+                            text_adapter=text_adapter, seed=seed, log=typer.echo)
+    typer.echo("H&M test split: " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
 
 
 @app.command()

@@ -15,16 +15,17 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from assistant.settings import Settings, get_settings
+from memory.store import SessionNotFound
 from tools.schema import Product
 from ui import backend
 from ui.backend import AssistantLike
-from ui.errors import APIError, install_error_handlers
+from ui.errors import APIError, error_response, install_error_handlers
 from ui.ratelimit import RateLimiter, retry_after
-from ui.sse import public_payload, stream_events
+from ui.sse import public_memory, public_payload, stream_events
 from ui.tokens import TokenStore
 from ui.uploads import MessageIn, read_message
 
@@ -39,9 +40,27 @@ class SessionCreated(BaseModel):
     token: str = Field(description="Send as `Authorization: Bearer <token>`; shown only once.")
 
 
+class HistoryItem(BaseModel):
+    """One logged turn, without server-side details (file paths, tool arguments)."""
+
+    turn: int = 0
+    kind: str = "message"
+    created_at: float | None = None
+    message: str = ""
+    had_image: bool = False
+    reply: str = ""
+    result_ids: list[str] = Field(default_factory=list)
+    failed: bool = False
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> "HistoryItem":
+        return cls(**{k: v for k, v in record.items() if k in cls.model_fields},
+                   had_image=bool(record.get("image")), failed=bool(record.get("error")))
+
+
 class SessionOut(BaseModel):
     session_id: str
-    history: list[dict[str, Any]] = Field(default_factory=list)
+    history: list[HistoryItem] = Field(default_factory=list)
     memory: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -174,7 +193,8 @@ def create_session(svc: Services = Depends(services)) -> SessionCreated:
 def read_session(session_id: str = Depends(session_access), svc: Services = Depends(services)) -> SessionOut:
     """The conversation so far and the session memory (constraints, likes, dislikes)."""
     view = backend.session_view(svc.assistant, session_id)
-    return SessionOut(session_id=session_id, history=view.history, memory=view.memory)
+    return SessionOut(session_id=session_id, history=[HistoryItem.of(h) for h in view.history],
+                      memory=public_memory(view.memory))
 
 
 @api.post("/sessions/{session_id}/messages", tags=["sessions"], response_class=StreamingResponse,
@@ -199,7 +219,7 @@ def post_feedback(body: FeedbackIn, session_id: str = Depends(session_access),
         produced = svc.assistant.feedback(session_id, body.product_id, body.kind)
         events = [public_payload(e) for e in produced] if _is_event_stream(produced) else []
         view = backend.session_view(svc.assistant, session_id)
-    return FeedbackOut(memory=view.memory, events=events)
+    return FeedbackOut(memory=public_memory(view.memory), events=events)
 
 
 def _is_event_stream(value: object) -> bool:
@@ -231,6 +251,11 @@ def create_app(assistant: AssistantLike | None = None, settings: Settings | None
     app = FastAPI(title="Atelier API", version="1", summary="A conversational fashion shopping assistant.")
     app.state.services = Services(settings, assistant, catalog)
     install_error_handlers(app)
+
+    @app.exception_handler(SessionNotFound)
+    async def session_gone(_: Request, exc: SessionNotFound) -> JSONResponse:
+        return error_response(404, "not_found", "no such session; create one with POST /v1/sessions")
+
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                        allow_headers=["Authorization", "Content-Type"], expose_headers=["Retry-After"])
     app.include_router(api)

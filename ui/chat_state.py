@@ -6,6 +6,7 @@ Nothing here imports Streamlit, so the logic is tested directly and the app modu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
@@ -101,6 +102,17 @@ def run_turn(transcript: Transcript, message: ChatMessage, events: Iterable[Any]
     except Exception as exc:  # the agent's failure must not take the page down
         message.error = on_error(exc)
     message.status = None
+
+
+SCORE = re.compile(r"\b[01]\.\d\d\b")
+
+
+def short_why(why: str) -> str:
+    """The readable part of a result's ``why`` ("matches colour black, category dress"): the clauses
+    that name facts rather than similarity scores."""
+    clauses = [c.strip() for c in why.split(";") if c.strip()]
+    facts = [c for c in clauses if not SCORE.search(c)]
+    return "; ".join(facts or clauses[:1]).replace("≠", " not ").replace("=", " ")
 
 
 class Chip(BaseModel):

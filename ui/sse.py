@@ -28,12 +28,21 @@ def format_sse(event: str, data: dict[str, Any]) -> str:
 
 
 def public_payload(event: BaseModel) -> dict[str, Any]:
-    """``event_payload`` with catalog file paths swapped for URLs a browser can load."""
+    """``event_payload`` with server file paths removed: product photos become URLs a browser can load."""
     data = event_payload(event)
     for result in data.get("results", []) if data.get("type") == "products" else []:
         result.pop("image_path", None)
         result["image_url"] = f"/v1/products/{result['id']}/image"
+    if data.get("type") == "memory":
+        data["memory"] = public_memory(data["memory"])
     return data
+
+
+def public_memory(memory: dict[str, Any]) -> dict[str, Any]:
+    """The session memory without the server paths of uploaded photos."""
+    anchors = [{k: v for k, v in a.items() if k != "image_path"} if isinstance(a, dict) else a
+               for a in memory.get("anchors", [])]
+    return {**memory, "anchors": anchors} if "anchors" in memory else dict(memory)
 
 
 async def stream_events(produce: Callable[[], Iterable[BaseModel]], session_id: str,

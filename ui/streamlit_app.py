@@ -14,7 +14,7 @@ import streamlit as st
 from assistant.settings import get_settings
 from tools.images import ImageError, load_image
 from ui import backend
-from ui.chat_state import ChatMessage, Chip, Transcript, memory_chips, run_turn
+from ui.chat_state import ChatMessage, Chip, Transcript, memory_chips, run_turn, short_why
 from tools.schema import SearchResult
 
 log = logging.getLogger("atelier.ui")
@@ -114,23 +114,23 @@ def draw_card(message_index: int, product: SearchResult, actions: bool) -> None:
         price = "" if product.price is None else f"{product.price:.2f} · "
         st.markdown(f"**{product.title}**  \n{price}{product.colour} · {product.category}")
         if product.why:
-            st.caption(product.why)
+            st.caption(short_why(product.why), help=product.why)
         if not actions:
             return
         reaction = st.session_state.reactions.get(product.id)
-        left, right = st.columns(2)
-        left.button("Liked" if reaction == "like" else "Like", key=f"like-{key}", icon=":material/favorite:",
-                    type="primary" if reaction == "like" else "secondary", on_click=react, args=(product, "like"),
-                    width="stretch")
-        right.button("Not for me", key=f"dislike-{key}", icon=":material/thumb_down:",
-                     type="primary" if reaction == "dislike" else "secondary", on_click=react,
-                     args=(product, "dislike"), width="stretch")
-        st.button("More like this", key=f"more-{key}", icon=":material/auto_awesome:", on_click=queue,
-                  args=("more_like_this", product), width="stretch")
-        st.button("Complete the look", key=f"look-{key}", icon=":material/checkroom:", on_click=queue,
-                  args=("complete_look", product), width="stretch")
-        st.button("Ask about this", key=f"ask-{key}", icon=":material/help:", on_click=ask_about, args=(product,),
-                  width="stretch")
+        with st.container(horizontal=True, gap="small"):
+            st.button("Liked" if reaction == "like" else "Like", key=f"like-{key}", icon=":material/favorite:",
+                      type="primary" if reaction == "like" else "secondary", on_click=react, args=(product, "like"),
+                      help=f"Like {product.title}")
+            st.button("Pass", key=f"dislike-{key}", icon=":material/thumb_down:",
+                      type="primary" if reaction == "dislike" else "secondary", on_click=react,
+                      args=(product, "dislike"), help="Not for me: never show it again in this chat")
+            st.button("More like this", key=f"more-{key}", icon=":material/auto_awesome:", on_click=queue,
+                      args=("more_like_this", product))
+            st.button("Complete the look", key=f"look-{key}", icon=":material/checkroom:", on_click=queue,
+                      args=("complete_look", product))
+            st.button("Ask about this", key=f"ask-{key}", icon=":material/help:", on_click=ask_about,
+                      args=(product,))
 
 
 def draw_products(message_index: int, message: ChatMessage, actions: bool = True) -> None:
@@ -216,34 +216,42 @@ def draw_sidebar() -> None:
                           args=(item["id"],), width="stretch", type="tertiary")
 
 
+def read_chat_input() -> None:
+    """Queue what the shopper submitted (a question about a card's product, or a message and photo)."""
+    asking: SearchResult | None = st.session_state.asking
+    placeholder = f"Ask about {asking.title}…" if asking else "Describe what you are looking for…"
+    submitted = st.chat_input(placeholder, accept_file=True, file_type=PHOTO_TYPES, key="chat")
+    if submitted is None or st.session_state.pending is not None:
+        return
+    text = (submitted.text if hasattr(submitted, "text") else str(submitted)).strip()
+    files = list(getattr(submitted, "files", []) or [])
+    image = files[0].getvalue() if files else None
+    if not (text or image):
+        return
+    if asking is not None and text:
+        st.session_state.asking = None
+        queue("ask", asking, text=text)
+    else:
+        queue("message", text=text, image=image)
+
+
 def main() -> None:
     st.set_page_config(page_title="Atelier", page_icon=":material/checkroom:", layout="wide")
     transcript = state()
+    read_chat_input()
     st.title("Atelier")
     st.caption("Your fashion shopping assistant. Describe what you want, or attach a photo.")
     if flash := st.session_state.pop("flash", None):
         st.error(flash)
     for index, message in enumerate(transcript.messages):
         draw_message(index, message)
+    if st.session_state.pending is not None:
+        run_pending()
     asking: SearchResult | None = st.session_state.asking
     if asking is not None:
         with st.container(key="asking"):
             st.info(f"Ask a question about **{asking.title}** below.")
             st.button("Cancel", key="asking-cancel", on_click=ask_about, args=(None,))
-    placeholder = f"Ask about {asking.title}…" if asking else "Describe what you are looking for…"
-    submitted = st.chat_input(placeholder, accept_file=True, file_type=PHOTO_TYPES, key="chat")
-    if submitted is not None and st.session_state.pending is None:
-        text = (submitted.text if hasattr(submitted, "text") else str(submitted)).strip()
-        files = list(getattr(submitted, "files", []) or [])
-        image = files[0].getvalue() if files else None
-        if text or image:
-            if asking is not None:
-                st.session_state.asking = None
-                queue("ask", asking, text=text)
-            else:
-                queue("message", text=text, image=image)
-    if st.session_state.pending is not None:
-        run_pending()
     draw_sidebar()
 
 

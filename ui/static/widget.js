@@ -29,15 +29,16 @@
     "align-items:center;justify-content:center;padding:0;margin:0}",
     ".bubble svg{width:26px;height:26px}",
     ".bubble:focus-visible,button:focus-visible,textarea:focus-visible{outline:3px solid #7c5cff;outline-offset:2px}",
-    ".panel{position:fixed;right:20px;bottom:88px;width:380px;height:min(620px,calc(100vh - 110px));",
+    ".panel{position:fixed;right:20px;bottom:88px;width:400px;height:min(620px,calc(100vh - 110px));",
     "background:#fff;border-radius:16px;box-shadow:0 12px 40px rgba(0,0,0,.22);display:flex;",
     "flex-direction:column;overflow:hidden;border:1px solid #e5e5e5}",
     ".panel[hidden]{display:none}",
     "header{display:flex;align-items:center;gap:8px;padding:12px 14px;background:#111;color:#fff}",
-    "header h2{font-size:15px;font-weight:600;margin:0;flex:1}",
+    "header h2{font-size:15px;font-weight:600;margin:0;flex:1;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}",
+    "header h2 small{font-weight:400;opacity:.7;margin-left:6px;font-size:12px}",
     "header button{background:transparent;border:0;color:#fff;cursor:pointer;padding:4px 8px;border-radius:6px;font-size:13px}",
     "header button:hover{background:rgba(255,255,255,.15)}",
-    ".log{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:10px;background:#fafafa}",
+    ".log{position:relative;flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:10px;background:#fafafa}",
     ".msg{max-width:92%;padding:8px 11px;border-radius:12px;white-space:pre-wrap;word-wrap:break-word}",
     ".user{align-self:flex-end;background:#111;color:#fff;border-bottom-right-radius:4px}",
     ".user img{display:block;max-width:120px;border-radius:8px;margin-top:6px}",
@@ -52,9 +53,10 @@
     ".card .body{padding:6px 8px;display:flex;flex-direction:column;gap:2px;flex:1}",
     ".card .title{font-weight:600;font-size:13px}",
     ".card .meta{font-size:12px;color:#555}",
-    ".card .why{font-size:11px;color:#777}",
-    ".card .actions{display:flex;gap:4px;padding:0 6px 6px;flex-wrap:wrap}",
-    ".card .actions button{border:1px solid #ddd;background:#fff;border-radius:999px;padding:2px 8px;cursor:pointer;font-size:12px}",
+    ".card .why{font-size:11px;color:#777;display:-webkit-box;-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden}",
+    ".card .actions{display:flex;gap:4px;padding:0 6px 6px}",
+    ".card .actions button{border:1px solid #ddd;background:#fff;border-radius:999px;padding:3px 8px;cursor:pointer;font-size:12px;white-space:nowrap}",
+    ".card .actions .more{flex:1;min-width:0;overflow:hidden;text-overflow:ellipsis;padding:3px 6px}",
     ".card .actions button[aria-pressed=true]{background:#111;color:#fff;border-color:#111}",
     "form{display:flex;gap:6px;align-items:flex-end;padding:10px;border-top:1px solid #eee;background:#fff}",
     "textarea{flex:1;resize:none;border:1px solid #ddd;border-radius:10px;padding:8px 10px;height:40px;max-height:120px;background:#fff}",
@@ -98,7 +100,8 @@
   function $(selector) { return root.querySelector(selector); }
   var panel = $(".panel"), bubble = $(".bubble"), log = $(".log"), form = $(".composer"), input = $("textarea");
   var fileInput = $(".file"), attachment = $(".attachment");
-  $("#atelier-title").textContent = TITLE + " · shopping assistant";
+  $("#atelier-title").textContent = TITLE;
+  $("#atelier-title").append(el("small", "", "shopping assistant"));
 
   var session = loadSession();
   var pendingImage = null;
@@ -139,6 +142,11 @@
 
   function scrollDown() { log.scrollTop = log.scrollHeight; }
 
+  function reveal(target) {
+    var mine = target.box.previousElementSibling;
+    log.scrollTop = Math.max(0, (mine || target.box).offsetTop - 12);
+  }
+
   async function errorMessage(response) {
     try {
       var body = await response.json();
@@ -176,6 +184,12 @@
     return { box: box, status: status, text: text };
   }
 
+  function shortWhy(why) {
+    var clauses = why.split(";").map(function (c) { return c.trim(); }).filter(Boolean);
+    var facts = clauses.filter(function (c) { return !/\b[01]\.\d\d\b/.test(c); });
+    return (facts.length ? facts : clauses.slice(0, 1)).join("; ").replace(/≠/g, " not ").replace(/=/g, " ");
+  }
+
   function price(value) {
     return typeof value === "number" ? value.toFixed(2) : "";
   }
@@ -192,10 +206,14 @@
     body.append(el("div", "title", product.title));
     var meta = [price(product.price), product.colour, product.category].filter(function (v) { return v && v !== "unknown"; });
     body.append(el("div", "meta", meta.join(" · ")));
-    if (product.why) body.append(el("div", "why", product.why));
+    if (product.why) {
+      var why = el("div", "why", shortWhy(product.why));
+      why.title = product.why;
+      body.append(why);
+    }
     var actions = el("div", "actions");
-    var like = el("button", "like", "♥ Like");
-    var dislike = el("button", "dislike", "✕ Not for me");
+    var like = el("button", "like", "♥");
+    var dislike = el("button", "dislike", "✕");
     var more = el("button", "more", "More like this");
     like.type = dislike.type = more.type = "button";
     like.setAttribute("aria-pressed", "false");
@@ -290,7 +308,7 @@
       target.status.remove();
     } finally {
       busy = false;
-      scrollDown();
+      reveal(target);
     }
   }
 
@@ -327,7 +345,7 @@
     } finally {
       if (target.status.isConnected) target.status.remove();
       busy = false;
-      scrollDown();
+      reveal(target);
     }
   }
 
