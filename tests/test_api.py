@@ -108,7 +108,14 @@ def test_multipart_photo_upload_finds_products(api, hm_sample):
     assert "error" not in names and names[-1] == "done"
     results = [r for name, data in events if name == "products" for r in data["results"]]
     assert results and all(r["id"] in hm_sample for r in results)
-    assert BLACK_DRESS_ID not in [r["id"] for r in results] or results[0]["id"] == BLACK_DRESS_ID
+    assert sum(r["category"] == "dress" for r in results) >= len(results) / 2, results
+    memory_event = next(data for name, data in events if name == "memory")
+    assert any(a["kind"] == "image" for a in memory_event["memory"]["anchors"])
+    view = api.get(f"/v1/sessions/{session_id}", headers=headers).json()
+    assert "image_path" not in json.dumps(memory_event) and "image_path" not in json.dumps(view["memory"])
+    history = view["history"]
+    assert history[-1]["had_image"] is True
+    assert not {"image", "memory", "tool_calls"} & set(history[-1])
 
 
 def test_photo_only_upload_is_accepted(api):
@@ -200,6 +207,11 @@ def test_feedback_updates_memory(api):
     assert ids[1] in json.dumps(disliked.json()["memory"])
     memory = api.get(f"/v1/sessions/{session_id}", headers=headers).json()["memory"]
     assert ids[0] in json.dumps(memory) and ids[1] in json.dumps(memory)
+    more = api.post(url, headers=headers, json={"product_id": ids[2], "kind": "more_like_this"}).json()
+    fresh = [r for event in more["events"] if event["type"] == "products" for r in event["results"]]
+    assert fresh and ids[2] not in [r["id"] for r in fresh] and ids[1] not in [r["id"] for r in fresh]
+    assert all(r["image_url"].endswith(f"/{r['id']}/image") for r in fresh)
+    assert [e["type"] for e in more["events"]][-1] == "done"
     assert_error(api.post(url, headers=headers, json={"product_id": ids[0], "kind": "love"}), 422, "invalid_request")
     assert_error(api.post(url, headers=headers, json={"product_id": "0000000000", "kind": "like"}), 404, "not_found")
     assert_error(api.post(url, json={"product_id": ids[0], "kind": "like"}), 401, "unauthorized")

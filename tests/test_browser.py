@@ -105,8 +105,9 @@ def test_widget_on_the_demo_page(browser, api_server, hm_sample):
     assert len(first) >= 3 and all(i in hm_sample for i in first)
     reply = shadow_eval(page, "return root.querySelectorAll('.msg.bot')[0].querySelector('.text').textContent")
     assert reply.strip() and page.evaluate("window.__textUpdates") > 3
-    assert all("black" in m and "dress" in m for m in shadow_eval(
-        page, "return [...root.querySelectorAll('.msg.bot')[0].querySelectorAll('.card .meta')].map(m => m.textContent)"))
+    metas = shadow_eval(page, "return [...root.querySelectorAll('.msg.bot')[0].querySelectorAll('.card .meta')]"
+                              ".map(m => m.textContent)")
+    assert len(metas) == len(first) and all("black" in m and "dress" in m for m in metas)
     page.screenshot(path=str(SCREENSHOTS / "widget-desktop.png"))
 
     # Photo upload: the real H&M photo goes up as multipart and new cards come back.

@@ -111,13 +111,18 @@ def test_complete_the_look_and_ask_about_this(app):
     dress = card_ids(at, 1)[0]
     at.button(key=f"look-1-{dress}").click().run()
     assert not at.exception and not at.error
-    assert at.chat_message[3].markdown[0].value.strip()
+    assert at.chat_message[2].markdown[0].value.startswith("Complete the look with")
+    look = at.chat_message[3]
+    assert look.markdown[0].value.strip()
+    assert any(m.value.startswith("#####") for m in look.markdown)
+    pieces = card_facts(look)
+    assert pieces and any(category != "dress" for _, category in pieces)
     at.button(key=f"ask-1-{dress}").click().run()
     assert "Ask a question about" in at.info[0].value
-    send(at, "is it machine washable")
-    assert not at.info
+    send(at, "what is it made of")
+    assert not at.info and not at.error
     assert at.chat_message[-1].markdown[0].value.strip()
-    assert not at.error
+    assert card_ids(at, len(at.chat_message) - 1) == [dress]
 
 
 def test_failures_show_a_message_not_a_traceback(app, monkeypatch):

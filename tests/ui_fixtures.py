@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assistant.events import DoneEvent, ErrorEvent, MemoryEvent, ProductsEvent, TextDeltaEvent
+from assistant.events import DoneEvent, MemoryEvent, ProductsEvent, TextDeltaEvent
 from tools.schema import Product, SearchResult
 
 REPO = Path(__file__).resolve().parent.parent

@@ -220,7 +220,8 @@ def read_chat_input() -> None:
     """Queue what the shopper submitted (a question about a card's product, or a message and photo)."""
     asking: SearchResult | None = st.session_state.asking
     placeholder = f"Ask about {asking.title}…" if asking else "Describe what you are looking for…"
-    submitted = st.chat_input(placeholder, accept_file=True, file_type=PHOTO_TYPES, key="chat")
+    submitted = st.chat_input(placeholder, accept_file=True, file_type=PHOTO_TYPES, key="chat",
+                              max_upload_size=max(1, get_settings().max_upload_bytes // 1_000_000))
     if submitted is None or st.session_state.pending is not None:
         return
     text = (submitted.text if hasattr(submitted, "text") else str(submitted)).strip()
