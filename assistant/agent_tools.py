@@ -91,6 +91,7 @@ class ToolContext:
     data: dict[str, Any] = field(default_factory=dict)
     unavailable: list[str] = field(default_factory=list)
     composed: ComposedQuery | None = None
+    max_variants: int = 2
 
     def record(self, name: str, args: dict[str, Any]) -> None:
         event = ToolCallEvent(name=name, args=_jsonable(args))
@@ -142,6 +143,18 @@ class ToolContext:
         return self.product(pid) if pid else None
 
 
+def diversify(results: list[SearchResult], k: int, per_product: int = 2) -> list[SearchResult]:
+    """At most ``per_product`` colour variants of one product (H&M ``product_code``) in the top ``k``; the
+    rest fill in after, so a list is never shorter for it."""
+    counts: dict[str, int] = {}
+    first, later = [], []
+    for r in results:
+        key = str((r.product.attributes.get("product_code") if r.product else None) or r.id)
+        counts[key] = counts.get(key, 0) + 1
+        (first if counts[key] <= per_product else later).append(r)
+    return (first + later)[:k]
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, dtype=np.float32)
     return v / max(float(np.linalg.norm(v)), 1e-9)
@@ -180,9 +193,9 @@ def build_tools(ctx: ToolContext) -> dict[str, BaseTool]:
             vector = composed.vector
             text = query or composed.text
         preferences = ctx.memory.preferences if use_memory else []
-        pool = max(3 * k, 30) if preferences else k
+        pool = max(3 * k, 30)
         results = ctx.engine.search(text or "fashion", filters, pool, parse=not use_memory, query_vector=vector)
-        results = rerank(results, preferences, ctx.reference_product(), k)
+        results = diversify(rerank(results, preferences, ctx.reference_product(), pool), k, ctx.max_variants)
         ctx.results = results
         return _result_lines(results)
 

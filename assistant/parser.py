@@ -39,6 +39,7 @@ PRODUCT_PARTS = re.compile(r"\b(?:fabric|material|lining|lined|zip|zipper|pocket
                            r"fits|sizing|size|sizes|length|care|wash|washable|washing|iron|made of|made from|"
                            r"waterproof|stretchy|stretch|see-through|transparent|warm|breathable|buttons?|hood)\b")
 OUTFIT_SPLIT = re.compile(r"\b(?:pair|wear|match|combine|team|go)\b.{0,40}\bwith\b")
+POSITIVE_AFTER = re.compile(r"\s*(?:ones?|only|instead|please|is better|would be better|then)\b")
 CHAT_FILLER = {"there", "you", "so", "much", "very", "a", "lot", "again", "all", "that's", "thats", "it", "is",
                "oh", "ah", "and", "well", "bot", "atelier", "guys", "folks"}
 PRONOUNS = re.compile(r"\b(?:it|this|that|this one|that one|these|those|they|them|its|it's|one you showed)\b")
@@ -160,6 +161,8 @@ REFERENCE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?:#\s?|\b(?:number|no\.?|nr\.?|option|item|result|pick|product)\s*)(?P<n>10|[1-9])\b"), "number"),
     (re.compile(r"\b(?:number|option|item)\s+(?P<w>one|two|three|four|five|six|seven|eight|nine|ten)\b"), "word"),
     (re.compile(r"\bthe\s+top\s+(?:one|pick|result)\b"), "top"),
+    (re.compile(r"\b(?:the\s+)?(?P<n>[1-9]\d?)(?:st|nd|rd|th)\b(?:\s+(?:one|item|option|pick|result|product))?"),
+     "number"),
 ]
 SIMILAR_BEFORE = re.compile(r"(?:\b(?:more|something|anything|stuff|things|items|ones|others|some|similar|looks?|"
                             r"just|exactly|styles?|show me (?:some(?:thing)?|more|others|ones)?)\s+like|similar\s+to|"
@@ -333,7 +336,9 @@ class TurnParser:
             elif self.vocab.negations.search(before):
                 kind = "avoid"
             elif previous and previous[1] in ("avoid", "allow") and re.fullmatch(
-                    r"[\s,/]*(?:or|nor|and|,)?[\s,/]*(?:no\s+)?", text[previous[0].end:mention.start]):
+                    r"[\s,/]*(?:or|nor|and|,)?[\s,/]*(?:no\s+)?", text[previous[0].end:mention.start]) and not (
+                    POSITIVE_AFTER.match(after) and not re.search(r"\b(?:or|nor|and)\b",
+                                                                  text[previous[0].end:mention.start])):
                 kind = previous[1]
             else:
                 kind = "must"

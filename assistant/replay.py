@@ -136,7 +136,8 @@ def _norm(value: Any) -> Any:
 
 
 def condition_holds(value: Any, condition: Any) -> bool:
-    """``condition``: a value (equals), or {eq, ne, in, not_in, lt, le, gt, ge, contains, not_contains}."""
+    """``condition``: a value (equals), or {eq, ne, in, not_in, lt, le, gt, ge, contains, not_contains,
+    matches (a regular expression)}."""
     if not isinstance(condition, dict):
         return _norm(value) == _norm(condition)
     for op, target in condition.items():
@@ -153,6 +154,8 @@ def condition_holds(value: Any, condition: Any) -> bool:
                 return False
             if not {"lt": value < target, "le": value <= target, "gt": value > target, "ge": value >= target}[op]:
                 return False
+        if op == "matches" and not re.search(str(target), str(value or ""), re.I):
+            return False
         if op == "contains" and str(target).lower() not in str(value or "").lower():
             return False
         if op == "not_contains" and str(target).lower() in str(value or "").lower():

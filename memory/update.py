@@ -59,9 +59,7 @@ def apply_constraints(constraints: Constraints, intent: TurnIntent) -> None:
         if facet in avoid:
             avoid[facet] = [v for v in avoid[facet] if v not in values]
         if facet == "category":
-            groups = {taxonomy.group_of(v) for v in values}
-            if must.get("group") and not set(must["group"]) <= groups:
-                del must["group"]
+            must.pop("group", None)
         if facet == "group" and must.get("category"):
             if {taxonomy.group_of(v) for v in must["category"]} - set(values):
                 del must["category"]
@@ -105,6 +103,7 @@ def apply_turn(memory: SessionMemory, intent: TurnIntent, *, image_key: str | No
     update = TurnUpdate()
     if intent.intent == "start_over":
         start_over(memory)
+        memory.last_intent = "start_over"
         return update
 
     def ids(ranks: list[int]) -> list[str]:
