@@ -200,8 +200,7 @@ def real_assistant(hm_store_settings):
     from assistant.settings import override_settings
     from ui.backend import build_assistant
 
-    override_settings(**hm_store_settings.model_dump())
-    return build_assistant()
+    return build_assistant(override_settings(**hm_store_settings.model_dump()))
 
 
 @pytest.fixture()

@@ -102,18 +102,12 @@ class Health(BaseModel):
 Catalog = Callable[[str], Product | None]
 
 
-def store_catalog(product_id: str) -> Product | None:
-    from tools.search import default_search
-
-    return default_search().store.get_product(product_id)
-
-
 class Services:
     """What the routes share: settings, token store, rate limiter and the (lazily built) assistant."""
 
     def __init__(self, settings: Settings, assistant: AssistantLike | None, catalog: Catalog | None) -> None:
         self.settings = settings
-        self.catalog = catalog or store_catalog
+        self._catalog = catalog
         self.tokens = TokenStore(settings.db_path)
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
         self.turn_lock = threading.Lock()
@@ -124,8 +118,17 @@ class Services:
     def assistant(self) -> AssistantLike:
         with self._build_lock:
             if self._assistant is None:
-                self._assistant = backend.build_assistant()
+                self._assistant = backend.build_assistant(self.settings)
             return self._assistant
+
+    @property
+    def catalog(self) -> Catalog:
+        with self._build_lock:
+            if self._catalog is None:
+                from tools.store import open_store
+
+                self._catalog = open_store(self.settings).get_product
+            return self._catalog
 
     def product(self, product_id: str) -> Product:
         if not PRODUCT_ID.match(product_id):

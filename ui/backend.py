@@ -15,6 +15,7 @@ from PIL import Image
 from assistant.events import Event
 
 if TYPE_CHECKING:
+    from assistant.settings import Settings
     from memory.store import SessionStore
     from ui.chat_state import Chip, Transcript
 
@@ -46,11 +47,11 @@ def session_view(assistant: AssistantLike, session_id: str) -> SessionView:
     return SessionView(history=list(assistant.history(session_id)), memory=dict(assistant.memory(session_id)))
 
 
-def build_assistant() -> AssistantLike:
-    """The real assistant for the active settings (loads the encoder and opens the store)."""
+def build_assistant(settings: "Settings | None" = None) -> AssistantLike:
+    """The real assistant for ``settings`` (default: the active ones)."""
     from assistant.agent import Assistant
 
-    return Assistant()
+    return Assistant(settings)
 
 
 def sessions_db() -> "SessionStore":
