@@ -171,8 +171,9 @@ def wait_streamlit_cards(page, message: int) -> None:
 
 def show(locator) -> None:
     """Scroll Streamlit's main pane so ``locator`` starts at the top (screenshots show a reply, not its end)."""
-    locator.evaluate("el => el.scrollIntoView({block: 'start'})")
-    locator.page.wait_for_timeout(300)
+    for _ in range(2):
+        locator.evaluate("el => el.scrollIntoView({block: 'start'})")
+        locator.page.wait_for_timeout(400)
 
 
 def streamlit_send(page, text: str) -> None:
