@@ -43,6 +43,8 @@ def ingest(
     mapping: Optional[Path] = typer.Option(None, help="YAML column mapping for --format generic."),
     map_: list[str] = typer.Option([], "--map", help="field=column mapping pair (generic), repeatable."),
     batch_size: int = typer.Option(64, help="Items embedded per batch."),
+    predict: bool = typer.Option(True, "--predict/--no-predict",
+                                 help="Predict attributes the catalog lacks from the photos."),
     if_empty: bool = typer.Option(False, "--if-empty", help="Do nothing when the store already has products."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -66,7 +68,7 @@ def ingest(
     try:
         options = CatalogOptions(mapping=load_mapping(mapping, map_))
         report = run_ingest(path, fmt, limit=limit, batch_size=batch_size, options=options,
-                            progress=not as_json)
+                            progress=not as_json, predict_missing=predict)
     except (ValueError, RuntimeError) as exc:
         fail(str(exc))
     if as_json:
@@ -75,6 +77,8 @@ def ingest(
         typer.echo(f"ingested {report.added} new or changed, skipped {report.skipped_unchanged} unchanged, "
                    f"rejected {report.rejected} of {report.seen} rows in {report.seconds:.0f}s "
                    f"({report.items_per_second} items/s); store now holds {report.store_count} products")
+        if report.predicted:
+            typer.echo(f"predicted missing attributes from photos for {report.predicted} products")
         if report.rejected:
             typer.echo(f"rejects with reasons: {report.rejects_file} {report.reject_reasons}")
 

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     store: Path | None = Field(None, description="Chroma persistent folder (default HOME/store).")
     chroma_url: str | None = Field(None, description="http://host:port of a Chroma server; overrides store.")
     collection_prefix: str = Field("atelier", description="Prefix of the Chroma collection names.")
+    cache: Path | None = Field(None, description="Model and feature cache (default HOME/cache).")
     db: Path | None = Field(None, description="SQLite file for sessions and turn logs (default HOME/atelier.db).")
     encoder: str = Field("compact", description="Encoder name: 'compact' or 'open_clip:<model>[:<pretrained>]'.")
     llm: str = Field("none", description="LLM backend: none | local | openai.")
@@ -39,7 +40,6 @@ class Settings(BaseSettings):
     llm_api_key: str = Field("not-needed", description="API key for the OpenAI-compatible endpoint.")
     llm_max_tokens: int = 256
     datasets: Path = Field(REPO_ROOT.parent / "shared" / "datasets", description="Folder of the shared datasets.")
-    catalog: Path | None = Field(None, description="Default catalog for `make demo`.")
     relevance_threshold: float = Field(0.0, description="Minimum fused relevance before results are shown.")
     max_upload_bytes: int = 8 * 1024 * 1024
     max_image_pixels: int = 40_000_000
@@ -57,7 +57,7 @@ class Settings(BaseSettings):
 
     @property
     def cache_dir(self) -> Path:
-        return self.home / "cache"
+        return self.cache if self.cache is not None else self.home / "cache"
 
 
 _current: Settings | None = None

@@ -17,6 +17,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
+MODEL_CACHE = REPO / ".atelier" / "cache"
+os.environ.setdefault("ATELIER_CACHE", str(MODEL_CACHE))
 DATASETS = Path(os.environ.get("ATELIER_DATASETS", REPO.parent / "shared" / "datasets"))
 HM = DATASETS / "hm"
 FPI = DATASETS / "fashion-product-images-small"

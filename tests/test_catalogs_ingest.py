@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -81,7 +82,7 @@ def test_generic_ingest_rejects_bad_rows_with_reasons(hm_settings, tmp_path):
     from assistant.settings import override_settings
     from tools.ingest import ingest
 
-    settings = override_settings(**{**hm_settings.model_dump(), "store": tmp_path / "store", "home": tmp_path})
+    settings = override_settings(**{**hm_settings.model_dump(), "store": tmp_path / "store"})
     catalog = write_generic_catalog(tmp_path)
     report = ingest(catalog, "generic", options=CatalogOptions(mapping=load_mapping(None, MAPPING)),
                     settings=settings, progress=False)
@@ -110,13 +111,15 @@ def test_ingest_resumes_after_kill_9(hm_settings, tmp_path):
     """SIGKILL an ingestion mid-way; the re-run adds only what is missing and the store has no duplicates."""
     total = 320
     env = {**os.environ, "ATELIER_STORE": str(tmp_path / "store"), "ATELIER_HOME": str(tmp_path),
-           "ATELIER_ENCODER": "compact"}
+           "ATELIER_ENCODER": "compact", "ATELIER_CACHE": str(hm_settings.cache_dir)}
     command = [sys.executable, "-m", "assistant.cli", "ingest", str(HM), "--format", "hm", "--limit", str(total),
                "--batch-size", "32"]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=REPO)
     seen = ""
-    deadline = time.time() + 240
+    deadline = time.time() + 400
     while time.time() < deadline:
+        if not select.select([process.stderr], [], [], 5)[0]:
+            continue
         chunk = os.read(process.stderr.fileno(), 4096).decode(errors="replace")
         if not chunk:
             break
@@ -131,7 +134,8 @@ def test_ingest_resumes_after_kill_9(hm_settings, tmp_path):
     from assistant.settings import override_settings
     from tools.ingest import ingest
 
-    settings = override_settings(store=tmp_path / "store", home=tmp_path, encoder="compact")
+    settings = override_settings(store=tmp_path / "store", home=tmp_path, encoder="compact",
+                                 cache=hm_settings.cache_dir)
     report = ingest(HM, "hm", limit=total, settings=settings, progress=False, batch_size=32)
     assert report.skipped_unchanged >= 64, report
     assert report.added + report.skipped_unchanged == total
@@ -142,3 +146,28 @@ def test_ingest_resumes_after_kill_9(hm_settings, tmp_path):
     store = open_store(settings)
     ids = [pid for pid, _, _ in store.iter_metadata()]
     assert len(ids) == len(set(ids)) == total
+
+
+def test_ingest_predicts_missing_attributes_without_overwriting(hm_settings, tmp_path):
+    """Fashion Product Images has no pattern field: ingestion predicts it from the photo (marked as
+    predicted); fields the catalog gives (colour, category, gender) are never overwritten."""
+    from assistant.settings import override_settings
+    from tools.ingest import ingest
+    from tools.search import ProductSearch
+
+    fpi = REPO.parent / "shared" / "datasets" / "fashion-product-images-small"
+    given = {p.id: p for p in read_catalog(fpi, "fpi") if not isinstance(p, Reject) and p.pattern == "unknown"}
+    ids = frozenset(sorted(given)[:24])
+    settings = override_settings(**{**hm_settings.model_dump(), "store": tmp_path / "store"})
+    report = ingest(fpi, "fpi", options=CatalogOptions(only_ids=ids), settings=settings, progress=False)
+    assert report.added == 24 and report.predicted > 0
+    stored = ProductSearch.from_settings(settings).store.get(sorted(ids))
+    filled = [p for p in stored if "pattern" in p.attributes.get("predicted", {})]
+    assert filled, "at least one pattern was predicted"
+    for product in stored:
+        source = given[product.id]
+        assert (product.colour, product.category, product.gender) == (source.colour, source.category,
+                                                                      source.gender)
+        for name, prediction in product.attributes.get("predicted", {}).items():
+            assert 0.0 <= prediction["confidence"] <= 1.0
+            assert getattr(source, name, "unknown") in ("unknown", "other")

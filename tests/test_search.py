@@ -65,6 +65,7 @@ def test_cli_search_json(hm_settings):
     out = subprocess.run([sys.executable, "-m", "assistant.cli", "search", "striped top", "--json", "-k", "5",
                           "--store", str(hm_settings.store_path)], capture_output=True, text=True, cwd=REPO,
                          env={"ATELIER_HOME": str(hm_settings.home), "PATH": "/usr/bin:/bin",
+                              "ATELIER_CACHE": str(hm_settings.cache_dir),
                               "HF_HUB_OFFLINE": "1"}, timeout=180)
     assert out.returncode == 0, out.stderr
     payload = json.loads(out.stdout)
@@ -72,6 +73,12 @@ def test_cli_search_json(hm_settings):
     for r in payload["results"]:
         assert set(r) == FIELDS
         assert r["pattern"] == "striped" and r["category"] == "top"
+
+
+def hm_settings_cache():
+    from conftest import MODEL_CACHE
+
+    return MODEL_CACHE
 
 
 @pytest.mark.server
@@ -83,6 +90,7 @@ def test_client_server_chroma(chroma_server_url, tmp_path, hm_sample):
     from tools.search import ProductSearch
 
     settings = override_settings(chroma_url=chroma_server_url, home=tmp_path, encoder="compact",
+                                 cache=hm_settings_cache(),
                                  collection_prefix=f"test{tmp_path.name[-6:].replace('-', '')}")
     ids = frozenset(sorted(hm_sample)[:150])
     report = ingest(HM, "hm", options=CatalogOptions(only_ids=ids), settings=settings, progress=False)

@@ -37,6 +37,7 @@ class IngestReport(BaseModel):
     added: int = 0
     skipped_unchanged: int = 0
     rejected: int = 0
+    predicted: int = 0
     rejects_file: str | None = None
     seconds: float = 0.0
     items_per_second: float = 0.0
@@ -63,8 +64,12 @@ def ingest(path: str | Path, fmt: str, *, limit: int | None = None, batch_size: 
            options: CatalogOptions | None = None, settings: Settings | None = None,
            encoder: Encoder | None = None, store: ProductStore | None = None,
            rejects_path: Path | None = None, progress: bool = True,
-           on_batch: Callable[[int], None] | None = None) -> IngestReport:
-    """Ingest the catalog at ``path`` (format ``fmt``) into the configured store."""
+           on_batch: Callable[[int], None] | None = None, predict_missing: bool = True) -> IngestReport:
+    """Ingest the catalog at ``path`` (format ``fmt``) into the configured store.
+
+    ``predict_missing`` fills attributes the catalog lacks (e.g. pattern on Fashion Product Images) from
+    the photo by zero-shot attribute extraction, marked under ``attributes["predicted"]``.
+    """
     settings = settings or get_settings()
     encoder = encoder or load_encoder(settings.encoder)
     store = store or ProductStore.open(encoder.name, encoder.dim, settings)
@@ -104,10 +109,10 @@ def ingest(path: str | Path, fmt: str, *, limit: int | None = None, batch_size: 
                 except ImageError as exc:
                     reject(Reject(0, product.id, f"unreadable image: {exc}"))
             if ready:
-                text_vectors = encoder.embed_texts([p.search_text() for p in ready])
-                image_vectors = _image_vectors(encoder, images, text_vectors)
+                ready, text_vectors, image_vectors = _embed(encoder, ready, images, predict_missing)
                 store.upsert(ready, [hashes[p.id] for p in ready], text_vectors, image_vectors)
                 report.added += len(ready)
+                report.predicted += sum(bool(p.attributes.get("predicted")) for p in ready)
             bar.update(len(batch))
             if on_batch:
                 on_batch(report.seen)
@@ -117,10 +122,23 @@ def ingest(path: str | Path, fmt: str, *, limit: int | None = None, batch_size: 
     return report
 
 
-def _image_vectors(encoder: Encoder, images: list, text_vectors: np.ndarray) -> np.ndarray:
-    """Image embeddings; a product without a photo falls back to its text vector in the image collection."""
-    vectors = text_vectors.copy()
+def _embed(encoder: Encoder, products: list[Product], images: list, predict_missing: bool
+           ) -> tuple[list[Product], np.ndarray, np.ndarray]:
+    """Image vectors first, then attributes the catalog lacks predicted from them (never overwriting given
+    ones), then text vectors of the completed products. A product without a photo uses its text vector in
+    the image collection too."""
     present = [i for i, image in enumerate(images) if image is not None]
+    image_vectors = np.zeros((len(products), encoder.dim), dtype=np.float32)
     if present:
-        vectors[present] = encoder.embed_images([images[i] for i in present])
-    return vectors
+        image_vectors[present] = encoder.embed_images([images[i] for i in present])
+    if predict_missing and present:
+        from tools.attributes import fill_missing_attributes_batch
+
+        filled = fill_missing_attributes_batch([products[i] for i in present], [images[i] for i in present],
+                                               image_vectors[present])
+        for i, product in zip(present, filled):
+            products[i] = product
+    text_vectors = encoder.embed_texts([p.search_text() for p in products])
+    missing = [i for i, image in enumerate(images) if image is None]
+    image_vectors[missing] = text_vectors[missing]
+    return products, text_vectors, image_vectors
