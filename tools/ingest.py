@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from assistant.settings import Settings, get_settings
 from tools.catalogs import CatalogOptions, Reject, read_catalog
-from tools.encoders import Encoder, load_encoder
+from tools.encoders import Encoder, encoder_fingerprint, load_encoder
 from tools.images import ImageError, load_image
 from tools.schema import Product
 from tools.store import ProductStore
@@ -45,13 +45,13 @@ class IngestReport(BaseModel):
     reject_reasons: dict[str, int] = Field(default_factory=dict)
 
 
-def content_hash(product: Product, encoder_name: str) -> str:
+def content_hash(product: Product, encoder_id: str) -> str:
     """Changes when the product, its photo file or the encoder changes."""
     stamp = ""
     if product.image_path:
         stat = Path(product.image_path).stat()
         stamp = f"{stat.st_size}:{int(stat.st_mtime)}"
-    payload = json.dumps([product.model_dump(mode="json"), stamp, encoder_name], sort_keys=True)
+    payload = json.dumps([product.model_dump(mode="json"), stamp, encoder_id], sort_keys=True)
     return hashlib.sha1(payload.encode()).hexdigest()
 
 
@@ -77,6 +77,7 @@ def ingest(path: str | Path, fmt: str, *, limit: int | None = None, batch_size: 
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     report = IngestReport(catalog=str(path), format=fmt, rejects_file=str(rejects_path))
     started = time.perf_counter()
+    fingerprint = encoder_fingerprint(encoder)
     rows = read_catalog(path, fmt, options)
     if limit is not None:
         rows = islice(rows, limit)
@@ -96,7 +97,7 @@ def ingest(path: str | Path, fmt: str, *, limit: int | None = None, batch_size: 
                     reject(row)
                 else:
                     products.append(row)
-            hashes = {p.id: content_hash(p, encoder.name) for p in products}
+            hashes = {p.id: content_hash(p, fingerprint) for p in products}
             stored = store.content_hashes([p.id for p in products])
             todo = [p for p in products if stored.get(p.id) != hashes[p.id]]
             report.skipped_unchanged += len(products) - len(todo)

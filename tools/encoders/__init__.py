@@ -8,7 +8,9 @@ local checkpoint file. Everything outside ``benchmarks/`` gets its encoder from 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -70,6 +72,20 @@ def load_encoder(name: str | None = None) -> Encoder:
     encoder = factory(rest)
     _LOADED[name] = encoder
     return encoder
+
+
+def encoder_fingerprint(encoder: Encoder) -> str:
+    """Identifies what an encoder computes: its name plus its weights file when it has one, else a probe
+    embedding. Stored vectors carry it, so retrained weights re-embed the catalog on the next ingest."""
+    weights = getattr(encoder, "weights_path", None)
+    digest = hashlib.sha1(encoder.name.encode())
+    if weights is not None and Path(weights).is_file():
+        digest.update(Path(weights).read_bytes())
+    else:
+        probe = Image.new("RGB", (64, 96), (200, 30, 40))
+        digest.update(np.round(encoder.embed_images([probe]), 3).tobytes())
+        digest.update(np.round(encoder.embed_texts(["a red dress"]), 3).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _import_builtin() -> None:
