@@ -21,7 +21,7 @@ from typing import Any
 
 from PIL import Image
 
-from assistant.agent_tools import UPLOADED, CapabilityUnavailable, ToolContext, build_tools
+from assistant.agent_tools import UPLOADED, CapabilityUnavailable, TextVectors, ToolContext, build_tools
 from assistant.events import (DoneEvent, ErrorEvent, Event, MemoryEvent, ProductsEvent, StatusEvent,
                               TextDeltaEvent, ToolCallEvent)
 from assistant.parser import ParseContext, TurnIntent, TurnParser, get_parser
@@ -108,12 +108,20 @@ class Assistant:
         self._llm = llm
         self._tool_model = tool_model
         self._image_vectors: dict[str, Any] = {}
+        self._text_vectors: TextVectors | None = None
 
     @property
     def engine(self) -> ProductSearch:
         if self._engine is None:
             self._engine = ProductSearch.from_settings(self.settings)
         return self._engine
+
+    def context(self, memory: SessionMemory, image: Image.Image | None = None) -> ToolContext:
+        """A turn's tool context over this assistant's engine, caches and weights."""
+        if self._text_vectors is None:
+            self._text_vectors = TextVectors(self.engine.encoder)
+        return ToolContext(self.engine, memory, image, self.k, self.weights, self._image_vectors,
+                           text_vectors=self._text_vectors)
 
     @property
     def parser(self) -> TurnParser:
@@ -155,7 +163,7 @@ class Assistant:
             intent = self.parser.parse(message or "", self._parse_context(memory, picture))
             record.intent = intent.model_dump(mode="json", exclude_defaults=True)
             update = apply_turn(memory, intent, image_key=image_key, image_path=self._upload_path(image_key))
-            ctx = ToolContext(self.engine, memory, picture, self.k, self.weights, self._image_vectors)
+            ctx = self.context(memory, picture)
             turn = Turn(self, memory, intent, update, ctx, message or "")
             model = self.tool_model() if intent.intent in MODEL_ROUTED else None
             routed = (yield from route_with_model(turn, model)) if model is not None else False
@@ -205,7 +213,7 @@ class Assistant:
         events: list[Event] = []
         reply = render("feedback", kind if kind != "more_like_this" else "like", title=title)
         if kind == "more_like_this":
-            ctx = ToolContext(self.engine, memory, None, self.k, self.weights, self._image_vectors)
+            ctx = self.context(memory)
             composed = ctx.compose()
             args = _search_args(composed, self.k)
             args["exclude_ids"] = list(dict.fromkeys(args.get("exclude_ids", []) + [product_id]))

@@ -73,6 +73,24 @@ def available_capabilities() -> dict[str, bool]:
     return out
 
 
+class TextVectors:
+    """Text embeddings remembered across turns: the constraint phrase and each turn's details recur in every
+    later turn's cascade, so only new texts reach the encoder."""
+
+    def __init__(self, encoder: Any, size: int = 4096) -> None:
+        self.encoder = encoder
+        self.size = size
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            if len(self._cache) + len(missing) > self.size:
+                self._cache.clear()
+            self._cache.update(zip(missing, self.encoder.embed_texts(missing)))
+        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, self.encoder.dim), np.float32)
+
+
 @dataclass
 class ToolContext:
     """One turn's shared state: inputs the tools may read, outputs the agent shows."""
@@ -92,6 +110,7 @@ class ToolContext:
     unavailable: list[str] = field(default_factory=list)
     composed: ComposedQuery | None = None
     max_variants: int = 2
+    text_vectors: TextVectors | None = None
 
     def record(self, name: str, args: dict[str, Any]) -> None:
         event = ToolCallEvent(name=name, args=_jsonable(args))
@@ -106,7 +125,8 @@ class ToolContext:
     def compose(self) -> ComposedQuery:
         """The memory's composed query (cached for the turn)."""
         if self.composed is None:
-            self.composed = compose_query(self.memory, self.engine.encoder.embed_texts,
+            embed = self.text_vectors or self.engine.encoder.embed_texts
+            self.composed = compose_query(self.memory, embed,
                                           lambda ids: self._product_vectors(ids), self._image_vector, self.weights)
         return self.composed
 
@@ -270,14 +290,22 @@ def build_tools(ctx: ToolContext) -> dict[str, BaseTool]:
     return {f.__name__: _recorded(ctx, f) for f in functions}
 
 
+_SCHEMAS: dict[str, Any] = {}
+
+
 def _recorded(ctx: ToolContext, function: Callable[..., str]) -> BaseTool:
+    """A LangChain tool that records each call on ``ctx`` (argument schemas are built once per process)."""
     @functools.wraps(function)
     def run(**kwargs: Any) -> str:
         if not ctx.data.get("_announced"):
             ctx.record(function.__name__, kwargs)
         return function(**kwargs)
 
-    return StructuredTool.from_function(run, name=function.__name__, description=function.__doc__)
+    name = function.__name__
+    tool = StructuredTool.from_function(run, name=name, description=function.__doc__,
+                                        args_schema=_SCHEMAS.get(name), infer_schema=name not in _SCHEMAS)
+    _SCHEMAS.setdefault(name, tool.args_schema)
+    return tool
 
 
 def _field(prediction: Any, name: str) -> Any:
