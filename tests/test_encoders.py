@@ -18,10 +18,10 @@ from tools.encoders.openclip import parse_name
 from encoder_fixtures import write_tiny_config
 
 N_RETRIEVAL = 50
-# Measured with the shipped head on three random draws of 50 held-out articles: t2i R@1 0.70-0.80,
-# R@10 0.98-1.00 (both directions); red-vs-black AUC 1.0. Chance is R@1 0.02, R@10 0.2, AUC 0.5, so these
+# Measured with the shipped head on three random draws of 50 held-out articles: t2i R@1 0.78-0.90,
+# R@10 1.00 (both directions); red-vs-black AUC 1.0 (the first, untrained-adapter head: R@1 0.70-0.80). Chance is R@1 0.02, R@10 0.2, AUC 0.5, so these
 # floors fail for an untrained or broken head while leaving margin for retraining noise.
-MIN_T2I_R1 = 0.5
+MIN_T2I_R1 = 0.6
 MIN_T2I_R10 = 0.9
 MIN_I2T_R10 = 0.9
 MIN_COLOUR_AUC = 0.9

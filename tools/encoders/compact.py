@@ -110,11 +110,12 @@ class CompactEncoder:
                 trunk, tail = split_backbone(self.weights.config.variant, self.weights.config.split)
                 if self.weights.tail is not None:
                     tail = self.weights.tail
-                tower = Tower(trunk, tail).eval()
+                tower = Tower(trunk, tail, self.weights.config.trunk_pool).eval()
                 cache = get_settings().cache_dir / "onnx"
                 enabled = self._onnx and os.environ.get("ATELIER_NO_ONNX") != "1"
-                self._image_model = OnnxRunner(tower, cache, f"compact-{self.weights.config.variant}",
-                                               enabled=enabled)
+                config = self.weights.config
+                tag = f"compact-{config.variant}-s{config.split}" + ("-tp" if config.trunk_pool else "")
+                self._image_model = OnnxRunner(tower, cache, tag, enabled=enabled)
             return self._image_model
 
 

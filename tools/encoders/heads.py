@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
-from tools.encoders.vision import FEATURE_DIM, HIST_DIM, SPLIT_BLOCK, Tail
+from tools.encoders.vision import FEATURE_DIM, HIST_DIM, SPLIT_BLOCK, TRUNK_POOL_DIM, Tail
 
 TEXT_DIM = 384
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -32,6 +32,7 @@ class CompactConfig(BaseModel):
     tuned_tail: bool = False
     hidden: int = 1024
     dropout: float = 0.5
+    trunk_pool: bool = False
     text_adapter: bool = False
     adapter_hidden: int = 384
     metrics: dict[str, float] = Field(default_factory=dict)
@@ -41,9 +42,9 @@ class CompactConfig(BaseModel):
 class ImageHead(nn.Module):
     """Pooled CNN features + colour histogram -> standardise -> MLP -> the 384-d text space."""
 
-    def __init__(self, hidden: int = 1024, dropout: float = 0.5) -> None:
+    def __init__(self, hidden: int = 1024, dropout: float = 0.5, trunk_pool: bool = False) -> None:
         super().__init__()
-        dim = FEATURE_DIM + HIST_DIM
+        dim = FEATURE_DIM + HIST_DIM + (TRUNK_POOL_DIM if trunk_pool else 0)
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, TEXT_DIM))
@@ -88,7 +89,7 @@ class CompactWeights:
     def load(cls, path: Path, tail_factory=None) -> CompactWeights:
         state = torch.load(path, map_location="cpu", weights_only=True)
         config = CompactConfig(**state["config"])
-        head = ImageHead(config.hidden, config.dropout)
+        head = ImageHead(config.hidden, config.dropout, config.trunk_pool)
         head.load_state_dict(_float(state["head"]))
         tail = None
         if config.tuned_tail and tail_factory is not None:

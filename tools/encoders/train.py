@@ -26,7 +26,7 @@ from torch import nn
 from tools.encoders.evaluate import cross_modal_recall
 from tools.encoders.features import Features, extract
 from tools.encoders.heads import DEFAULT_WEIGHTS, CompactConfig, CompactWeights, ImageHead, TextAdapter
-from tools.encoders.vision import split_backbone
+from tools.encoders.vision import split_backbone, trunk_pool
 
 
 def _text_ids(texts: list[str]) -> np.ndarray:
@@ -47,12 +47,18 @@ class Model(nn.Module):
     def __init__(self, config: CompactConfig, tail: nn.Module | None) -> None:
         super().__init__()
         self.tail = tail
-        self.head = ImageHead(config.hidden, config.dropout)
+        self.head = ImageHead(config.hidden, config.dropout, config.trunk_pool)
+        self.trunk_pool = config.trunk_pool
         self.adapter = TextAdapter(config.adapter_hidden) if config.text_adapter else None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def image(self, x: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
-        feats = self.tail(x) if self.tail is not None else x
+        """``x``: trunk activations when the tail is tuned, else the cached frozen features."""
+        if self.tail is None:
+            return self.head(x, hist)
+        feats = self.tail(x)
+        if self.trunk_pool:
+            feats = torch.cat([feats, trunk_pool(x)], dim=1)
         return self.head(feats, hist)
 
     def text(self, t: torch.Tensor) -> torch.Tensor:
@@ -98,6 +104,9 @@ def train_compact(
     seed: int = 0,
     threads: int = 2,
     limit: int | None = None,
+    use_trunk_pool: bool = False,
+    fpi_items: int | None = None,
+    extract_missing: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, float]:
     """Train and (when ``output`` is set) save the compact weights; return H&M test-split recalls.
@@ -113,15 +122,20 @@ def train_compact(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     torch.set_num_threads(threads)
-    config = CompactConfig(tuned_tail=tune_blocks > 0, hidden=hidden, dropout=dropout, text_adapter=text_adapter)
+    config = CompactConfig(tuned_tail=tune_blocks > 0, hidden=hidden, dropout=dropout, text_adapter=text_adapter,
+                           trunk_pool=use_trunk_pool)
 
-    feats = {c: extract(c, datasets, cache_dir, log=log, limit=limit) for c in catalogs}
+    cap = None if extract_missing else 0
+    feats = {c: extract(c, datasets, cache_dir, log=log, limit=limit,
+                        max_items=cap if cap is not None else (fpi_items if c == "fpi" else None)) for c in catalogs}
+    if fpi_items is not None and "fpi" in feats:
+        feats["fpi"] = _head(feats["fpi"], fpi_items)
     tuned = tune_blocks > 0
     tail = _prepare_tail(config, tune_blocks, drop_connect) if tuned else None
     model = Model(config, tail)
-    _set_standardisation(model.head, feats, tuned)
+    _set_standardisation(model.head, feats, config)
 
-    inputs = np.concatenate([_image_inputs(f, tuned) for f in feats.values()])
+    inputs = np.concatenate([_image_inputs(f, tuned, config.trunk_pool) for f in feats.values()])
     hists = torch.from_numpy(np.concatenate([np.asarray(f.hist, np.float32) for f in feats.values()]))
     texts = torch.from_numpy(np.concatenate([np.asarray(f.text, np.float32) for f in feats.values()]))
     ids = torch.from_numpy(np.concatenate([_text_ids(f.pairs.texts) + 10_000_000 * i
@@ -163,9 +177,10 @@ def train_compact(
             f"T={1 / model.logit_scale.exp().item():.3f} {time.time() - t0:.0f}s")
     model.eval()
     metrics = evaluate_model(model, feats["hm"], tuned) if "hm" in feats else {}
+    config.notes = f"train pairs: {', '.join(f'{c} {len(i)}' for c, i in train_idx.items())}"
     log(" ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
     config.metrics = metrics
-    config.notes = f"epochs={epochs} lr={lr} tail_lr={tail_lr} tune_blocks={tune_blocks} catalogs={','.join(catalogs)}"
+    config.notes += f"; epochs={epochs} lr={lr} tail_lr={tail_lr} tune_blocks={tune_blocks} catalogs={','.join(catalogs)}"
     if output is not None:
         CompactWeights(config, model.head, tail, model.adapter).save(output)
         log(f"saved {output}")
@@ -184,12 +199,29 @@ def _batches(train_idx: dict[str, np.ndarray], batch_size: int, rng: np.random.G
         yield plan[i]
 
 
-def _image_inputs(f: Features, tuned: bool) -> np.ndarray:
-    return np.asarray(f.trunk) if tuned else np.asarray(f.pooled, np.float32)
+def _head(f: Features, n: int) -> Features:
+    from tools.encoders.features import _subset
+
+    n = min(n, len(f.pairs.ids))
+    return Features(_subset(f.pairs, np.arange(n)), f.trunk[:n], f.pooled[:n], f.hist[:n], f.text[:n])
 
 
-def _set_standardisation(head: ImageHead, feats: dict[str, Features], tuned: bool) -> None:
-    pooled = np.concatenate([np.asarray(f.pooled, np.float32)[~f.pairs.test] for f in feats.values()])
+def frozen_features(f: Features, with_trunk_pool: bool, chunk: int = 2048) -> np.ndarray:
+    """Cached pooled features, plus the pooled trunk descriptor computed from the cached activations."""
+    pooled = np.asarray(f.pooled, np.float32)
+    if not with_trunk_pool:
+        return pooled
+    parts = [trunk_pool(torch.from_numpy(np.asarray(f.trunk[lo : lo + chunk], np.float32))).numpy()
+             for lo in range(0, len(pooled), chunk)]
+    return np.hstack([pooled, np.concatenate(parts)])
+
+
+def _image_inputs(f: Features, tuned: bool, with_trunk_pool: bool) -> np.ndarray:
+    return np.asarray(f.trunk) if tuned else frozen_features(f, with_trunk_pool)
+
+
+def _set_standardisation(head: ImageHead, feats: dict[str, Features], config: CompactConfig) -> None:
+    pooled = np.concatenate([frozen_features(f, config.trunk_pool)[~f.pairs.test] for f in feats.values()])
     hist = np.concatenate([f.hist[~f.pairs.test] for f in feats.values()])
     x = np.concatenate([pooled, hist], axis=1)
     head.mean.copy_(torch.from_numpy(x.mean(0)))
@@ -199,8 +231,8 @@ def _set_standardisation(head: ImageHead, feats: dict[str, Features], tuned: boo
 @torch.inference_mode()
 def image_vectors(model: Model, f: Features, tuned: bool, batch: int = 512) -> np.ndarray:
     out = []
+    source = f.trunk if tuned else frozen_features(f, model.trunk_pool)
     for lo in range(0, len(f.pairs.ids), batch):
-        source = f.trunk if tuned else f.pooled
         x = torch.from_numpy(np.asarray(source[lo : lo + batch], np.float32))
         out.append(model.image(x, torch.from_numpy(f.hist[lo : lo + batch])).numpy())
     return np.concatenate(out)
@@ -221,6 +253,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--catalogs", default="hm,fpi")
     p.add_argument("--tune-blocks", type=int, default=0)
     p.add_argument("--text-adapter", action="store_true")
+    p.add_argument("--trunk-pool", action="store_true")
+    p.add_argument("--fpi-items", type=int, default=None)
+    p.add_argument("--no-extract", action="store_true", help="use only what the feature cache holds")
+    p.add_argument("--hidden", type=int, default=1024)
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -232,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     train_compact(None if a.dry_run else a.output, catalogs=tuple(a.catalogs.split(",")), tune_blocks=a.tune_blocks,
                   text_adapter=a.text_adapter, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                   tail_lr=a.tail_lr, catalog_batches=not a.mixed_batches, seed=a.seed,
+                  use_trunk_pool=a.trunk_pool, fpi_items=a.fpi_items, extract_missing=not a.no_extract, hidden=a.hidden, threads=a.threads,
                   log=lambda m: print(m, flush=True))
 
 

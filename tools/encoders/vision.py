@@ -128,13 +128,34 @@ class Tail(nn.Module):
         return x.mean(dim=(2, 3))
 
 
+TRUNK_POOL_DIM = 5 * TRUNK_SHAPE[0]
+
+
+def trunk_pool(t: torch.Tensor) -> torch.Tensor:
+    """Mid-level (block-11) activations pooled globally (mean, max) and over three horizontal bands.
+
+    Global average pooling of the last layer throws away *where* things are; the bands (top, middle, bottom of
+    the white-padded square) keep garment length and silhouette, and the mid-level channels keep texture and
+    pattern cues that the ImageNet-specific last blocks blur — a cheap multi-level, multi-region descriptor.
+    """
+    h = t.shape[2]
+    cuts = [0, h // 3, h - h // 3, h]
+    bands = [t[:, :, cuts[i] : cuts[i + 1]].mean(dim=(2, 3)) for i in range(3)]
+    return torch.cat([t.mean(dim=(2, 3)), t.amax(dim=(2, 3)), *bands], dim=1)
+
+
 class Tower(nn.Module):
-    def __init__(self, trunk: nn.Module, tail: nn.Module) -> None:
+    """Pixels -> pooled tail features (1280), plus the pooled trunk descriptor when ``with_trunk_pool``."""
+
+    def __init__(self, trunk: nn.Module, tail: nn.Module, with_trunk_pool: bool = False) -> None:
         super().__init__()
-        self.trunk, self.tail = trunk, tail
+        self.trunk, self.tail, self.with_trunk_pool = trunk, tail, with_trunk_pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tail(self.trunk(x))
+        t = self.trunk(x)
+        if self.with_trunk_pool:
+            return torch.cat([self.tail(t), trunk_pool(t)], dim=1)
+        return self.tail(t)
 
 
 def split_backbone(variant: str = "lite0", split: int = SPLIT_BLOCK) -> tuple[Trunk, Tail]:
