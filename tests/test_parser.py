@@ -121,3 +121,13 @@ def test_questions_versus_requests():
 @pytest.mark.parametrize("text", ["", "   ", "?!", "ok"])
 def test_degenerate_messages_do_not_crash(text):
     assert parse(text).intent in ("help", "refine", "search")
+
+
+def test_parser_with_intent_embeddings_keeps_the_accuracy():
+    """The default parser (rules + MiniLM exemplar similarity through ``load_encoder``)."""
+    parser = TurnParser()
+    scores, misses = accuracy(parser)
+    low = {f: round(s, 3) for f, s in scores.items() if s < RULE_BARS[f]}
+    assert not low, (low, misses)
+    assert parser.classify("let's start again from the beginning")[0] == "start_over"
+    assert parser.classify("what would look good with this")[0] == "outfit"
