@@ -89,9 +89,9 @@ def train_compact(
     *,
     datasets: Path | None = None,
     cache_dir: Path | None = None,
-    catalogs: tuple[str, ...] = ("hm", "fpi"),
+    catalogs: tuple[str, ...] = ("hm",),
     tune_blocks: int = 0,
-    text_adapter: bool = False,
+    text_adapter: bool = True,
     epochs: int = 20,
     batch_size: int = 1024,
     lr: float = 1e-3,
@@ -104,7 +104,7 @@ def train_compact(
     seed: int = 0,
     threads: int = 2,
     limit: int | None = None,
-    use_trunk_pool: bool = False,
+    use_trunk_pool: bool = True,
     fpi_items: int | None = None,
     extract_missing: bool = True,
     log: Callable[[str], None] = print,
@@ -250,10 +250,10 @@ def main(argv: list[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(description="Train the compact encoder head (atelier train-encoder).")
     p.add_argument("--output", type=Path, default=DEFAULT_WEIGHTS)
-    p.add_argument("--catalogs", default="hm,fpi")
+    p.add_argument("--catalogs", default="hm", help="hm, or hm,fpi (FPI pairs lowered H&M test recall, see docs)")
     p.add_argument("--tune-blocks", type=int, default=0)
-    p.add_argument("--text-adapter", action="store_true")
-    p.add_argument("--trunk-pool", action="store_true")
+    p.add_argument("--no-text-adapter", dest="text_adapter", action="store_false")
+    p.add_argument("--no-trunk-pool", dest="trunk_pool", action="store_false")
     p.add_argument("--fpi-items", type=int, default=None)
     p.add_argument("--no-extract", action="store_true", help="use only what the feature cache holds")
     p.add_argument("--hidden", type=int, default=1024)
