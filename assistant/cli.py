@@ -264,8 +264,9 @@ def train_probes_command(
 
 @app.command("train-encoder")
 def train_encoder_command(
-    tune_blocks: int = typer.Option(2, help="Backbone blocks fine-tuned on cached activations (0 = head only)."),
-    epochs: int = typer.Option(12, help="Training epochs."),
+    tune_blocks: int = typer.Option(0, help="Backbone blocks fine-tuned on cached activations (0 = head only)."),
+    epochs: int = typer.Option(20, help="Training epochs."),
+    catalogs: str = typer.Option("hm", help="Training catalogs: hm, or hm,fpi."),
     text_adapter: bool = typer.Option(True, help="Also train the residual MiniLM text adapter."),
     out: Optional[Path] = typer.Option(None, help="Weights file (default tools/encoders/weights/compact.pt)."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -274,8 +275,8 @@ def train_encoder_command(
     from tools.encoders.heads import DEFAULT_WEIGHTS
     from tools.encoders.train import train_compact
 
-    metrics = train_compact(out or DEFAULT_WEIGHTS, tune_blocks=tune_blocks, epochs=epochs,
-                            text_adapter=text_adapter, seed=seed, log=typer.echo)
+    metrics = train_compact(out or DEFAULT_WEIGHTS, catalogs=tuple(catalogs.split(",")), tune_blocks=tune_blocks,
+                            epochs=epochs, text_adapter=text_adapter, seed=seed, log=typer.echo)
     typer.echo("H&M test split: " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
 
 
