@@ -167,7 +167,8 @@ REFERENCE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
 SIMILAR_BEFORE = re.compile(r"(?:\b(?:more|something|anything|stuff|things|items|ones|others|some|similar|looks?|"
                             r"just|exactly|styles?|show me (?:some(?:thing)?|more|others|ones)?)\s+like|similar\s+to|"
                             r"same\s+as|close\s+to|along\s+the\s+lines\s+of|in\s+the\s+style\s+of|resembling|"
-                            r"^\s*like|alternatives?\s+to|variations?\s+of|versions?\s+of)\s*$")
+                            r"^\s*like|alternatives?\s+to|variations?\s+of|versions?\s+of|"
+                            r"\b(?!i\b|we\b|you\b|really\b|do\b|would\b|i'd\b|also\b|really\b)[a-z-]{2,}\s+like)\s*$")
 DISLIKE_BEFORE = re.compile(r"(?:\b(?:don't|do not|dont|didn't|did not)\s+(?:really\s+)?(?:like|love|want)|\bhate|"
                             r"\bdislike|\bnot\s+a\s+fan\s+of|\bno\s+to|\bremove|\bhide|\bget\s+rid\s+of|\bdrop|"
                             r"\bskip|\bnot|\bno|\bugh,?|\bexclude|\bnever\s+show(?:\s+me)?|\bbin)\s*$")
@@ -183,11 +184,13 @@ LIKE_AFTER = re.compile(r"^\s*(?:is|looks|seems|was)\s+(?:really\s+|so\s+|very\s
 NOT_OVER = re.compile(r"\b(?:nothing|not|no|never)\s+(?:over|above|more\s+than|beyond|exceeding)\s*[$€£]?"
                       r"(\d+(?:[.,]\d+)?)")
 AROUND = re.compile(r"\b(?:around|about|approximately|roughly|circa|~)\s*[$€£]?(\d+(?:[.,]\d+)?)")
+NEGATED_DETAIL = re.compile(r"\b(?:no|without|not|never|minus|lose|remove)\s+(?:any\s+|the\s+|a\s+)?[\w-]+")
 NEGATION_WORDS = re.compile(r"\b(?:not|no|without|except|excluding|avoid|anything\s+but|don't\s+want|do\s+not\s+want|"
                             r"dont\s+want|don't\s+like|do\s+not\s+like|hate|rather\s+not|is\s+fine|is\s+ok|"
                             r"is\s+okay|are\s+fine|works|don't\s+mind|do\s+not\s+mind|fine\s+with|ok\s+with|"
                             r"after\s+all|too|also)\b")
-FILLER = re.compile(r"\b(?:please|pls|thanks|thank you|hi|hello|hey|could you|can you|would you|show me|find me|"
+FILLER = re.compile(r"\b(?:along the lines of|in the style of|similar to|close to|same as|alternatives? to|"
+                    r"versions? of|variations? of|anything|everything|again|please|pls|thanks|thank you|hi|hello|hey|could you|can you|would you|show me|find me|"
                     r"i'm looking for|im looking for|i am looking for|looking for|i want|i need|i'd like|i would like|"
                     r"do you have|have you got|some|any|something|a|an|the|maybe|actually|instead|rather|just|"
                     r"one|ones|me|i|my|what about|how about|let's see|lets see|and|or|but|like|more|less|is|are|it|this|that|"
@@ -431,6 +434,7 @@ class _State:
         text = self.work
         for start, end in sorted(self.spans, reverse=True):
             text = text[:start] + " " + text[end:]
+        text = NEGATED_DETAIL.sub(" ", text)
         text = NEGATION_WORDS.sub(" ", text)
         return text
 
@@ -510,7 +514,7 @@ def rule_composed(parser: TurnParser, s: _State, c: ParseContext) -> str | None:
             r"\b(?:similar|like\s+this|like\s+that|find\s+(?:this|it|one)|same)\b", s.text)):
         return "composed"
     referenced = s.similar or (s.references and not s.like and not s.dislike)
-    if referenced and s.has_change():
+    if referenced and (s.has_change() or (s.similar and _content(_tidy(s.change_text)))):
         return "composed"
     if s.this and s.similar and s.has_change() and c.has_reference:
         return "composed"
