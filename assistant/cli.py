@@ -204,7 +204,7 @@ def outfit(
 
 @app.command("train-outfit")
 def train_outfit_command(
-    epochs: int = typer.Option(40, help="Maximum epochs (the best on validation baskets is kept)."),
+    epochs: int = typer.Option(12, help="Epochs of the schedule (the best on validation baskets is kept)."),
     out: Optional[Path] = typer.Option(None, help="Weights file (default tools/outfit_weights/outfit.pt)."),
     seed: int = typer.Option(0, help="Random seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
