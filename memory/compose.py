@@ -26,7 +26,8 @@ from tools.schema import Product, SearchResult
 
 
 class CascadeWeights(BaseModel):
-    """Weights of the memory cascade (tuned by ``benchmarks/bench_agent.py`` on the non-test catalog)."""
+    """Weights of the memory cascade. Set by hand; ``bench_agent --split dev --weights ...`` compares
+    alternatives on products outside the test split (docs/agent.md has the sweep)."""
 
     constraints: float = 1.0
     details: float = 0.6
