@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     llm_api_key: str = Field("not-needed", description="API key for the OpenAI-compatible endpoint.")
     llm_max_tokens: int = 256
     datasets: Path = Field(REPO_ROOT.parent / "shared" / "datasets", description="Folder of the shared datasets.")
-    relevance_threshold: float = Field(0.0, description="Minimum fused relevance before results are shown.")
+    relevance_threshold: float = Field(
+        0.285, description="Relevance gate: below this best dense similarity (and no keyword match) a search "
+                          "returns nothing rather than junk; 0 disables it.")
     max_upload_bytes: int = 8 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])

@@ -101,3 +101,15 @@ def test_client_server_chroma(chroma_server_url, tmp_path, hm_sample):
     assert results and all(r.colour == "black" and r.id in ids for r in results)
     again = ingest(HM, "hm", options=CatalogOptions(only_ids=ids), settings=settings, progress=False)
     assert again.added == 0 and again.skipped_unchanged == 150
+
+
+@pytest.mark.parametrize("query", ["asdkjh qweqwe", "tax return form", "how do I fix my car"])
+def test_relevance_gate_says_nothing_rather_than_junk(engine, query):
+    assert engine.search(query, k=5) == []
+    assert len(engine.search(query, k=5, min_relevance=0)) == 5, "without the gate the nearest items come back"
+
+
+def test_relevance_gate_keeps_real_queries(engine):
+    for query in ("black dress", "something for a wedding", "white sneakers", "cosy hoodie for men",
+                  "outfit for a date", "what's trendy", "something comfy"):
+        assert engine.search(query, k=5), query

@@ -9,6 +9,7 @@ better to say "nothing good matches" than to show junk. Each result says why it 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,6 +24,7 @@ from tools.store import Hit, ProductStore, product_from_metadata
 
 Mode = Literal["dense", "hybrid"]
 RRF_K = 60
+STRONG_KEYWORD_MATCH = 0.3
 CHANNEL_WEIGHTS = {"text": 1.0, "image": 0.6, "lexical": 0.8, "attributes": 1.0}
 
 
@@ -96,16 +98,30 @@ class ProductSearch:
                             lexical.search(query, filters, pool)])
             self._rank_attributes(candidates, parsed.filters)
         floor = self.settings.relevance_threshold if min_relevance is None else min_relevance
+        if not filters.must and not self.relevant(candidates.values(), floor):
+            return []
         ranked = sorted(candidates.values(), key=lambda c: -c.fused())
         results = []
         for cand in ranked:
-            if cand.similarity.get("text", 1.0) < floor and "lexical" not in cand.ranks:
-                continue
             results.append(SearchResult.from_product(product_from_metadata(cand.metadata), cand.fused(),
                                                      self._why(cand, filters)))
             if len(results) == k:
                 break
         return results
+
+    @staticmethod
+    def relevant(candidates: Iterable[Candidate], floor: float) -> bool:
+        """Cosine-Adapter-style relevance gate: when even the best candidate's dense similarity (description
+        or photo) is under ``floor`` and no keyword matched strongly, the catalog has nothing good for this query, and
+        showing its nearest neighbours would be showing junk. Queries with hard constraints that matched
+        (a category, a colour...) are relevant by construction and never gated."""
+        if floor <= 0:
+            return True
+        for cand in candidates:
+            dense = max(cand.similarity.get("text", 0.0), cand.similarity.get("image", 0.0))
+            if dense >= floor or cand.similarity.get("lexical", 0.0) >= STRONG_KEYWORD_MATCH:
+                return True
+        return False
 
     @staticmethod
     def _rank_attributes(candidates: dict[str, Candidate], soft: SearchFilters) -> None:
