@@ -1,0 +1,1 @@
+"""Shipped weights of the outfit compatibility model (``atelier train-outfit`` rewrites them)."""
