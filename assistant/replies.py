@@ -5,6 +5,7 @@ template reply never names a product or price that was not shown.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -57,13 +58,21 @@ def what_text(constraints: Constraints, fallback: str = "items") -> str:
     return ", ".join(parts)
 
 
+UNCOUNTED = {"jewellery", "other", "full-body", "swimwear", "underwear", "nightwear", "outerwear", "shoes", "trousers",
+             "jeans", "shorts", "leggings", "sneakers", "boots", "heels", "sandals", "flats", "earrings", "pyjamas",
+             "socks", "tights", "sunglasses", "gloves", "briefs"}
+
+
 def _pluralise(phrase: str, constraints: Constraints) -> str:
-    noun = (constraints.must.get("category") or constraints.must.get("group") or [""])[-1]
-    if not noun or noun.endswith("s") or noun in ("jewellery", "other", "full-body", "swimwear", "underwear",
-                                                   "nightwear", "outerwear"):
-        return phrase if noun else f"{phrase} items"
-    plural = noun + ("es" if noun.endswith(("ch", "sh", "x")) else "s")
-    return phrase.replace(noun, plural, 1) if f" {noun}" in f" {phrase}" else phrase
+    """ "black dress for women" → "black dresses for women" (category nouns only; groups stay as they are)."""
+    noun = (constraints.must.get("category") or [""])[-1]
+    if not noun:
+        group = (constraints.must.get("group") or [""])[-1]
+        return phrase if group else f"{phrase} items"
+    if noun in UNCOUNTED:
+        return phrase
+    plural = noun + ("es" if noun.endswith(("s", "ch", "sh", "x")) else "s")
+    return re.sub(rf"\b{re.escape(noun)}\b", plural, phrase, count=1)
 
 
 def also_text(results: list[SearchResult]) -> str:
