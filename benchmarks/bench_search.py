@@ -8,6 +8,9 @@ import random
 import time
 from collections import Counter
 
+from pathlib import Path
+
+from assistant.settings import override_settings
 from benchmarks.common import full_hm_settings, percentile, print_table
 
 GENDER_PHRASES = {"women": "for women", "men": "for men", "kids": "for kids"}
@@ -46,7 +49,11 @@ def build_queries(metas: list[dict], n: int = 200, seed: int = 7) -> list[tuple[
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = full_hm_settings()
+    argv = list(argv or [])
+    if "--store" in argv:
+        settings = override_settings(store=Path(argv[argv.index("--store") + 1]))
+    else:
+        settings = full_hm_settings()
     from tools.search import ProductSearch
 
     engine = ProductSearch.from_settings(settings)
