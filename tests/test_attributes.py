@@ -224,3 +224,18 @@ def test_cli_json_for_one_and_several_images_and_a_clean_error(hm_settings, tmp_
     failed = _cli(hm_settings, str(bad), "--json")
     assert failed.returncode != 0 and "not a readable image" in failed.stderr
     assert "Traceback" not in failed.stderr and failed.stdout == ""
+
+
+def test_fill_batch_reuses_ingestion_embeddings_and_skips_complete_products(tiny_extractor):
+    from tools.attributes import fill_missing_attributes_batch
+
+    complete = Product(id="a", title="x", category="dress", group="full-body", colour="red", pattern="solid",
+                       gender="women")
+    bare = Product(id="b", title="y")
+    shoe_group = Product(id="c", title="z", group="shoes")
+    vectors = np.array([[0, 0, 1, 0], [1, 0, 0, 0], [0, 0.2, 1, 0]], np.float32)
+    out = fill_missing_attributes_batch([complete, bare, shoe_group], embeddings=vectors, extractor=tiny_extractor)
+    assert out[0] is complete
+    assert (out[1].group, out[1].category, out[1].attributes["sleeves"]) == ("top", "t-shirt", "long")
+    assert out[2].group == "shoes" and out[2].category == "sneakers"  # the known group restricts the category
+    assert "sleeves" not in out[2].attributes and "group" not in out[2].attributes["predicted"]

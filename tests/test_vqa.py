@@ -78,3 +78,22 @@ def test_product_id_and_photo_answers(hm_settings):
     assert not material.answerable and "from a photo" in material.answer
     with pytest.raises(ValueError):
         answer_question("no-such-product", "what colour is it?")
+
+
+def test_photo_answers_follow_the_extracted_attributes_and_their_confidence():
+    from PIL import Image
+
+    from tools.attributes import AttributePrediction as P
+    from tools.vqa import answer_from_photo
+
+    preds = {"colour": P(value="black", confidence=0.9), "pattern": P(value="unknown", confidence=0.3),
+             "category": P(value="dress", confidence=0.8), "sleeves": P(value="short", confidence=0.7)}
+    blank = Image.new("RGB", (4, 4))
+    colour = answer_from_photo(blank, "what colour is it?", preds)
+    assert colour.answer == "It looks black." and colour.answerable and colour.confidence == pytest.approx(0.855)
+    assert answer_from_photo(blank, "is it a dress?", preds).answer == "Yes, it looks like a dress."
+    assert answer_from_photo(blank, "does it have long sleeves?", preds).answer == "No, it looks short-sleeved."
+    unsure = answer_from_photo(blank, "is it striped?", preds)
+    assert not unsure.answerable and "can't tell" in unsure.answer and unsure.confidence == 0.3
+    assert not answer_from_photo(blank, "how long is it?", preds).answerable  # length not extracted: n/a
+    assert not answer_from_photo(blank, "how much is it?", preds).answerable

@@ -255,8 +255,11 @@ class AttributeExtractor:
                 if mask.any():
                     row = np.where(mask, row, 0.0) / max(float(row[mask].sum()), 1e-12)
             out[name] = _prediction(head, row)
+        given_group = known.get("group", UNKNOWN) not in (UNKNOWN, "other")
+        if given_group and "group" in out:
+            out["group"] = AttributePrediction(value=known["group"], confidence=1.0, method="given")
         self._reconcile(out)
-        group = known.get("group") if known.get("group", UNKNOWN) not in (UNKNOWN, "other") else out["group"].value
+        group = out["group"].value if "group" in out else known.get("group", UNKNOWN)
         for name, spec in self.config.specs.items():
             if spec.applies_to and group in spec.applies_to:
                 head, p = probs[name]

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from tools.query_parser import SearchFilters, parse_price
 from tools.schema import UNKNOWN, Product, SearchResult
-from tools.store import Hit, ProductStore, product_from_metadata, product_metadata
+from tools.store import Hit, ProductStore, product_from_metadata
 from tools.taxonomy import Taxonomy, get_taxonomy
 
 FACETS = ("category", "colour", "pattern", "gender")
@@ -183,6 +183,8 @@ class CandidateIndex(Protocol):
 
     def get_product(self, product_id: str) -> Product | None: ...
 
+    def product(self, hit: Hit) -> Product: ...
+
 
 class StoreIndex:
     """The product store, with filters pushed down to Chroma."""
@@ -200,6 +202,9 @@ class StoreIndex:
 
     def get_product(self, product_id: str) -> Product | None:
         return self.store.get_product(product_id)
+
+    def product(self, hit: Hit) -> Product:
+        return product_from_metadata(hit.metadata)
 
 
 class MatrixIndex:
@@ -246,8 +251,13 @@ class MatrixIndex:
         return [Hit(self.ids[i], float(sims[i]), self.metadata(i)) for i in top]
 
     def metadata(self, i: int) -> dict[str, Any]:
+        """The filterable fields only (the product itself is looked up by ``product``)."""
         if i not in self._meta:
-            self._meta[i] = product_metadata(self.products[i], "")
+            p = self.products[i]
+            meta: dict[str, Any] = {f: getattr(p, f) for f in self.facets}
+            if p.price is not None:
+                meta["price"] = p.price
+            self._meta[i] = meta
         return self._meta[i]
 
     def vectors(self, ids: Sequence[str], kind: str) -> dict[str, np.ndarray]:
@@ -256,6 +266,9 @@ class MatrixIndex:
     def get_product(self, product_id: str) -> Product | None:
         i = self.position.get(product_id)
         return None if i is None else self.products[i]
+
+    def product(self, hit: Hit) -> Product:
+        return self.products[self.position[hit.id]]
 
 
 @dataclass
@@ -362,7 +375,7 @@ class ComposedSearch:
         scored = []
         for pid in ids:
             hit = pool[pid]
-            product = product_from_metadata(hit.metadata)
+            product = self.index.product(hit)
             s = Scored(hit, product)
             if ref.vector is not None and pid in images:
                 s.parts["photo"] = float(images[pid] @ ref.vector)

@@ -201,6 +201,19 @@ def _pattern_answer(product: Product, question: str, kind: str, confidence: floa
     return _not_stated(kind, confidence)
 
 
+VISUAL_PHRASES = {"category": "it looks like a {}", "colour": "it looks {}", "pattern": "its pattern looks {}",
+                  "gender": "it looks like it's for {}", "neckline": "it looks like it has a {}"}
+VISUAL_VALUES = {("sleeves", "long"): "long-sleeved", ("sleeves", "short"): "short-sleeved",
+                 ("length", "knee"): "knee-length", ("length", "midi"): "calf-length",
+                 ("neckline", "round"): "round neckline", ("neckline", "high"): "high neck",
+                 ("fit", "slim"): "slim fit", ("fit", "regular"): "regular fit", ("fit", "loose"): "loose fit"}
+CANONICAL_DETAILS = {"long sleeves": "long", "short sleeves": "short", "sleeveless": "sleeveless",
+                     "knee-length": "knee", "calf-length": "midi", "midi": "midi", "maxi": "long", "ankle-length": "long",
+                     "full-length": "long", "mini": "short", "short": "short", "long": "long", "v-neck": "v-neck",
+                     "round neckline": "round", "collar": "collar", "hood": "hood", "turtleneck": "high",
+                     "high neck": "high", "slim fit": "slim", "skinny": "slim", "fitted": "slim",
+                     "regular fit": "regular", "loose fit": "loose", "oversized": "loose", "loose": "loose",
+                     "relaxed fit": "loose"}
 PHRASING: dict[str, str] = {"material": "It's made of {}.", "fit": "The listing describes the fit as {}.",
                             "neckline": "It has a {}.", "sleeves": "It has {}.", "length": "It's {}.",
                             "care": "The listing says: {}"}
@@ -255,7 +268,6 @@ def answer_from_photo(image: Image.Image, question: str,
                       predictions: dict[str, AttributePrediction] | None = None) -> Answer:
     """Visual questions (colour, pattern, type, sleeves, length, ...) through ``extract_attributes``
     (``predictions`` reuses an earlier extraction of the same photo)."""
-
     kind, confidence = classify_question(question)
     attribute = load_vqa_config().types[kind].visual if kind in load_vqa_config().types else None
     if attribute is None:
@@ -272,16 +284,14 @@ def answer_from_photo(image: Image.Image, question: str,
     if pred.value == UNKNOWN:
         return Answer(answer=f"I can't tell {LABELS[kind]} from this photo with confidence.", source=None,
                       confidence=pred.confidence, answerable=False, question_type=kind)
-    value = {"sleeves": f"{pred.value} sleeves" if pred.value != "sleeveless" else "sleeveless",
-             "length": f"{pred.value} length" if pred.value in ("knee", "midi") else pred.value,
-             "gender": f"for {pred.value}"}.get(attribute, pred.value)
+    body = VISUAL_PHRASES.get(attribute, "it looks {}").format(
+        VISUAL_VALUES.get((attribute, pred.value), pred.value))
     asked = _asked(question, attribute) if attribute in TAXONOMY_TYPES.values() else \
-        load_vqa_config().types[kind].phrases(question)
+        [CANONICAL_DETAILS.get(a, a) for a in load_vqa_config().types[kind].phrases(question)]
     if is_yes_no(question, asked):
-        hit = pred.value in asked or any(pred.value in a for a in asked)
-        text = f"{'Yes' if hit else 'No'}, it looks {value}."
+        text = f"{'Yes' if pred.value in asked else 'No'}, {body}."
     else:
-        text = f"It looks {value}."
+        text = f"{body[0].upper()}{body[1:]}."
     return Answer(answer=text, source=None, confidence=round(pred.confidence * confidence, 4), answerable=True,
                   question_type=kind)
 
