@@ -3,7 +3,8 @@
 FashionNTM (Pal et al., ICCV 2023) reads a cascade of memory over all turns. Without training, the
 same idea is a decayed weighted sum in the shared text/image space:
 
-    q = w_c·e(constraints) + Σ_t w_d·λ_d^(T-t)·e(details_t) + Σ_a w_a·λ_a^(T-t_a)·e(anchor_a) - w_x·Σ e(disliked)
+    q = w_c·e(constraints) + Σ_t w_d·λ_d^(T-t)·e(details_t) + Σ_a w_a·λ_a^(T-t_a)·e(anchor_a)
+        - w_x·Σ e(disliked) - w_p·mean e(dismissed)
 
 normalised, then passed to ``ProductSearch.search(query_vector=q)`` under the memory's hard filters.
 ``e(constraints)`` embeds the current facet constraints as words ("blue striped dress for women"), so an
@@ -36,6 +37,7 @@ class CascadeWeights(BaseModel):
     liked: float = 0.6
     anchor_decay: float = 0.7
     disliked: float = 0.15
+    dismissed: float = 0.3
     preference: float = 0.6
 
 
@@ -109,7 +111,9 @@ def compose_query(memory: SessionMemory, embed_texts: Callable[[list[str]], np.n
             total += weight * vector
             components.append({**info, "weight": round(weight, 4)})
     products = [a for a in memory.anchors if a.kind == "product"]
-    stored = product_vectors([a.id for a in products] + memory.disliked[-5:]) if product_vectors else {}
+    passed = [pid for pid in memory.dismissed[-10:] if pid not in memory.disliked]
+    wanted = [a.id for a in products] + memory.disliked[-5:] + passed
+    stored = product_vectors(wanted) if product_vectors else {}
     for anchor in memory.anchors:
         vector = stored.get(anchor.id) if anchor.kind == "product" else (
             image_vector(anchor) if image_vector else None)
@@ -123,9 +127,18 @@ def compose_query(memory: SessionMemory, embed_texts: Callable[[list[str]], np.n
         if pid in stored and total.size:
             total = _add(total, -w.disliked, stored[pid])
             components.append({"source": "disliked", "id": pid, "weight": -w.disliked})
+    passed_vectors = [stored[pid] for pid in passed if pid in stored]
+    if passed_vectors and total.size:
+        total = _add(total, -w.dismissed, np.mean([_unit(v) for v in passed_vectors], axis=0))
+        components.append({"source": "dismissed", "count": len(passed_vectors), "weight": -w.dismissed})
     norm = float(np.linalg.norm(total)) if total.size else 0.0
     vector = (total / norm).astype(np.float32) if norm > 1e-9 else None
     return ComposedQuery(text=text, filters=memory.filters(), components=components, vector=vector)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / max(float(np.linalg.norm(v)), 1e-9)
 
 
 def _add(total: np.ndarray, weight: float, vector: np.ndarray) -> np.ndarray:
