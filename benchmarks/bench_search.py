@@ -5,6 +5,7 @@ in one run, on the full H&M store."""
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections import Counter
 
@@ -81,4 +82,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
