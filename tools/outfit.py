@@ -257,7 +257,7 @@ class OutfitCompleter:
 
 def features_of(product: Product, text: np.ndarray | None, image: np.ndarray | None) -> ItemFeatures:
     return ItemFeatures(group=product.group, category=product.category, colour=product.colour,
-                        pattern=product.pattern, gender=product.gender, price=product.price, text=text, image=image)
+                        pattern=product.pattern, gender=product.gender, text=text, image=image)
 
 
 def diversify(pool: Sequence[Candidate], k: int) -> list[Candidate]:

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "outfit_weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "outfit.pt"
 VECTOR_DIM = 384
-FACETS = 5
+FACETS = 4
 
 NEUTRALS = frozenset({"black", "white", "grey", "beige", "navy", "brown", "khaki", "gold", "silver"})
 GOOD_PAIRS = frozenset(frozenset(p) for p in [
@@ -66,7 +66,6 @@ class ItemFeatures:
     colour: str = UNKNOWN
     pattern: str = UNKNOWN
     gender: str = UNKNOWN
-    price: float | None = None
     text: np.ndarray | None = None
     image: np.ndarray | None = None
 
@@ -177,26 +176,24 @@ def _margins(pairs: dict[str, float]) -> dict[str, float]:
 
 
 class Vocab(BaseModel):
-    """Index of every group, category, colour, department and price band the model has embeddings for
-    (0 = unknown). Price bands matter because a basket tends to stay in one price tier."""
+    """Index of every group, category, colour and department the model has embeddings for (0 = unknown).
+
+    No price token on purpose: in the H&M sample, articles nobody bought carry an imputed type-median price,
+    so a price token learns "was ever bought" rather than anything that transfers to another catalog."""
 
     groups: list[str]
     categories: list[str]
     colours: list[str]
     genders: list[str] = Field(default_factory=lambda: ["women", "men", "kids", "unisex"])
-    price_bands: list[float] = Field(default_factory=lambda: [5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 100.0])
 
     def index(self, facet: str, value: str) -> int:
         values = getattr(self, facet)
         return values.index(value) + 1 if value in values else 0
 
-    def band(self, price: float | None) -> int:
-        return 0 if price is None else 1 + sum(price > edge for edge in self.price_bands)
-
     def encode(self, item: ItemFeatures) -> list[int]:
-        """The token's facet indices: group, category, colour, department, price band."""
+        """The token's facet indices: group, category, colour, department."""
         return [self.index("groups", item.group), self.index("categories", item.category),
-                self.index("colours", item.colour), self.index("genders", item.gender), self.band(item.price)]
+                self.index("colours", item.colour), self.index("genders", item.gender)]
 
 
 class OutfitConfig(BaseModel):
@@ -229,7 +226,6 @@ class OutfitSetEncoder(nn.Module):
         self.category = nn.Embedding(len(vocab.categories) + 1, d)
         self.colour = nn.Embedding(len(vocab.colours) + 1, d)
         self.gender = nn.Embedding(len(vocab.genders) + 1, d)
-        self.price = nn.Embedding(len(vocab.price_bands) + 2, d)
         self.target = nn.Parameter(torch.randn(d) * 0.02)
         layer = nn.TransformerEncoderLayer(d, config.heads, 2 * d, config.dropout, batch_first=True,
                                            norm_first=True, activation="gelu")
@@ -243,9 +239,9 @@ class OutfitSetEncoder(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(20.0)))
 
     def tokens(self, vectors: torch.Tensor, facets: torch.Tensor) -> torch.Tensor:
-        """``facets[..., 0:5]`` = group / category / colour / department / price band indices."""
+        """``facets[..., 0:4]`` = group / category / colour / department indices."""
         return (self.item(vectors) + self.group(facets[..., 0]) + self.category(facets[..., 1])
-                + self.colour(facets[..., 2]) + self.gender(facets[..., 3]) + self.price(facets[..., 4]))
+                + self.colour(facets[..., 2]) + self.gender(facets[..., 3]))
 
     def encode_outfit(self, vectors: torch.Tensor, facets: torch.Tensor, padding: torch.Tensor,
                       target_group: torch.Tensor) -> torch.Tensor:

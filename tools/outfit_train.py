@@ -202,7 +202,7 @@ class FeatureBank:
     def features(self, pid: str) -> ItemFeatures:
         p = self.products[pid]
         return ItemFeatures(group=p.group, category=p.category, colour=p.colour, pattern=p.pattern, gender=p.gender,
-                            price=p.price, text=self.text.get(pid), image=self.image.get(pid))
+                            text=self.text.get(pid), image=self.image.get(pid))
 
 
 def make_vocab() -> Vocab:
