@@ -181,8 +181,19 @@ class OutfitCompleter:
         filters = filters or SearchFilters()
         gender = outfit_gender(outfit)
         exclude = [o.id for o in outfit if o.id]
-        return [OutfitSlot(group=slot, items=self._fill(outfit, slot, k, slot_filters(
-            filters, slot, gender, target_group is not None, exclude))) for slot in slots]
+        pools = [self.candidates(outfit, slot_filters(filters, slot, gender, target_group is not None, exclude))
+                 for slot in slots]
+        features = [o.features for o in outfit]
+        scored = self.scorer.score_many([(features, slot, [c.features for c in pool])
+                                         for slot, pool in zip(slots, pools)])
+        result = []
+        for slot, pool, compat in zip(slots, pools, scored):
+            for cand, value in zip(pool, compat):
+                cand.compat = value
+            result.append(OutfitSlot(group=slot, items=[SearchResult.from_product(c.product, c.compat.total,
+                                                                                  explain(outfit, slot, c))
+                                                        for c in diversify(pool, k)]))
+        return result
 
     def catalog_items(self, ids: list[str]) -> list[OutfitItem]:
         ids = list(dict.fromkeys(i.strip() for i in ids if i and i.strip()))
@@ -245,14 +256,6 @@ class OutfitCompleter:
                 continue
             out.append(Candidate(product, features_of(product, text.get(pid), image.get(pid)), family_of(product)))
         return out
-
-    def _fill(self, outfit: Sequence[OutfitItem], slot: str, k: int, filters: SearchFilters) -> list[SearchResult]:
-        pool = self.candidates(outfit, filters)
-        features = [o.features for o in outfit]
-        for cand, compat in zip(pool, self.scorer.score(features, slot, [c.features for c in pool])):
-            cand.compat = compat
-        return [SearchResult.from_product(c.product, c.compat.total, explain(outfit, slot, c))
-                for c in diversify(pool, k)]
 
 
 def features_of(product: Product, text: np.ndarray | None, image: np.ndarray | None) -> ItemFeatures:

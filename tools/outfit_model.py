@@ -342,15 +342,25 @@ class CompatibilityScorer:
     def score(self, outfit: Sequence[ItemFeatures], target_group: str,
               candidates: Sequence[ItemFeatures], blend: dict[str, float] | None = None) -> list[Compatibility]:
         """Blended compatibility of each candidate: sum of weight x (signal standardised across candidates)."""
-        if not candidates:
-            return []
+        return self.score_many([(outfit, target_group, candidates)], blend)[0]
+
+    def score_many(self, queries: Sequence[tuple[Sequence[ItemFeatures], str, Sequence[ItemFeatures]]],
+                   blend: dict[str, float] | None = None) -> list[list[Compatibility]]:
+        """``score`` for several slots of one outfit at once (one batched set-encoder pass)."""
         blend = blend or self.blend
-        parts = self.parts(outfit, target_group, candidates)
-        total = np.zeros(len(candidates))
-        for name, values in parts.items():
-            total += blend.get(name, 0.0) * standardise(values)
-        return [Compatibility(float(total[i]), {n: float(v[i]) for n, v in parts.items()})
-                for i in range(len(candidates))]
+        parts = [self.parts(outfit, group, cands, with_model=False) for outfit, group, cands in queries]
+        live = [i for i, (outfit, _, cands) in enumerate(queries) if outfit and cands]
+        if self.model is not None and live:
+            for i, scores in zip(live, self.model_scores_many([queries[i] for i in live])):
+                parts[i]["model"] = scores
+        out = []
+        for (_, _, cands), signals in zip(queries, parts):
+            total = np.zeros(len(cands))
+            for name, values in signals.items():
+                total += blend.get(name, 0.0) * standardise(values)
+            out.append([Compatibility(float(total[i]), {n: float(v[i]) for n, v in signals.items()})
+                        for i in range(len(cands))])
+        return out
 
 
 def standardise(values: np.ndarray) -> np.ndarray:
