@@ -28,7 +28,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from assistant.settings import PROMPTS_DIR
-from tools.encoders import Encoder, load_encoder
+from tools.encoders import Encoder, encoder_fingerprint, load_encoder
 from tools.probes import DEFAULT_PROBES, Head, HeadSet
 from tools.schema import UNKNOWN, Product
 from tools.taxonomy import Taxonomy, get_taxonomy
@@ -138,19 +138,6 @@ def colour_features(image: Image.Image, size: int = 64) -> np.ndarray:
     out[:76] = np.sqrt(out[:76] / len(fg))
     out[76] = len(fg) / len(rgb)
     return out
-
-
-def encoder_fingerprint(encoder: Encoder) -> str:
-    """Identifies the encoder a probe was trained on: its weights file when it has one, else what it computes."""
-    weights = getattr(encoder, "weights_path", None)
-    digest = hashlib.sha1(encoder.name.encode())
-    if weights is not None and Path(weights).is_file():
-        digest.update(Path(weights).read_bytes())
-    else:
-        probe = Image.new("RGB", (64, 96), (200, 30, 40))
-        digest.update(np.round(encoder.embed_images([probe]), 3).tobytes())
-        digest.update(np.round(encoder.embed_texts(["a red dress"]), 3).tobytes())
-    return digest.hexdigest()[:16]
 
 
 def zero_shot_head(encoder: Encoder, spec: AttributeSpec, temperature: float = DEFAULT_TEMPERATURE,
