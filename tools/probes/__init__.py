@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 PROBES_DIR = Path(__file__).resolve().parent
 DEFAULT_PROBES = PROBES_DIR / "probes.json"
+NEVER = 1.01  # a floor no probability reaches
 HEAD_KINDS = ("probe", "zero-shot", "pixels", "fusion")
 
 
@@ -128,7 +129,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float, min_kept: int = 20) -> float:
     """The lowest confidence floor at which the predictions kept reach ``target`` precision on held-out data.
 
-    When no floor reaches it, the floor with the best precision (so a weak attribute is mostly "unknown").
+    When no floor reaches it the head is not trustworthy at any confidence: the floor is set above 1, so the
+    attribute is always reported as "unknown" rather than guessed.
     """
     order = np.argsort(-confidence)
     conf, hits = confidence[order], correct[order].astype(np.float64)
@@ -136,10 +138,7 @@ def choose_threshold(confidence: np.ndarray, correct: np.ndarray, target: float,
     ok = np.flatnonzero((precision >= target) & (np.arange(1, len(hits) + 1) >= min_kept))
     if ok.size:
         return float(round(conf[ok[-1]], 4))
-    if len(conf) < min_kept:
-        return 0.5
-    best = int(np.argmax(precision[min_kept - 1:])) + min_kept - 1
-    return float(round(min(conf[best], 0.99), 4))
+    return NEVER
 
 
 def file_fingerprint(path: Path, salt: str = "") -> str:
