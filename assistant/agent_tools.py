@@ -131,6 +131,7 @@ class ToolContext:
         return self.composed
 
     def _product_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        ids = list(dict.fromkeys(ids))
         if not ids:
             return {}
         image = self.engine.store.vectors(ids, "image")

@@ -112,7 +112,7 @@ def compose_query(memory: SessionMemory, embed_texts: Callable[[list[str]], np.n
             components.append({**info, "weight": round(weight, 4)})
     products = [a for a in memory.anchors if a.kind == "product"]
     passed = [pid for pid in memory.dismissed[-10:] if pid not in memory.disliked]
-    wanted = [a.id for a in products] + memory.disliked[-5:] + passed
+    wanted = list(dict.fromkeys([a.id for a in products] + memory.disliked[-5:] + passed))
     stored = product_vectors(wanted) if product_vectors else {}
     for anchor in memory.anchors:
         vector = stored.get(anchor.id) if anchor.kind == "product" else (

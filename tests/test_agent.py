@@ -223,3 +223,11 @@ def test_a_tool_calling_model_routes_assistant_turns(assistant):
     events = events_of(assistant.turn(sid, "in blue"))
     assert [e.name for e in events if isinstance(e, ToolCallEvent)] == ["search_products"]
     assert all(r.colour == "blue" for r in products_in(events))
+
+
+def test_an_item_both_referenced_and_passed_over_is_fetched_once(assistant):
+    sid = assistant.new_session()
+    events_of(assistant.turn(sid, "a dress"))
+    events = events_of(assistant.turn(sid, "show me more like the first one"))
+    assert not [e for e in events if isinstance(e, ErrorEvent)]
+    assert [e.name for e in events if isinstance(e, ToolCallEvent)] == ["search_products"]
