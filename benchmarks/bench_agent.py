@@ -10,6 +10,9 @@ to 5 turns. The same shopper policy talks to three systems in one run:
 * **last message only** — hybrid search on the latest message alone;
 * **concatenate all** — hybrid search on all messages so far joined together.
 
+All three show the same kind of list (at most two colour variants of a product in the top 10), so the
+difference is the memory alone.
+
 Reported: success@10 after each turn (target in the top 10 at or before that turn), mean turns to success,
 ratios vs both baselines, and per-turn latency of the assistant without LLM generation (p50/p95, time to the
 first event and to the first products).
@@ -193,8 +196,10 @@ class LastMessage(System):
         self.latency: list[float] = []
 
     def turn(self, message: str) -> list[SearchResult]:
+        from assistant.agent_tools import diversify
+
         started = time.perf_counter()
-        results = self.engine.search(message, k=10)
+        results = diversify(self.engine.search(message, k=30), 10)
         self.latency.append(time.perf_counter() - started)
         return results
 
