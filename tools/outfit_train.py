@@ -18,7 +18,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -267,6 +267,8 @@ class TrainReport(BaseModel):
 
 @dataclass
 class TrainConfig:
+    """Optimisation settings of `train_outfit` (defaults reproduce the shipped weights)."""
+
     epochs: int = 12
     batch: int = 128
     negatives: int = 15
@@ -276,14 +278,11 @@ class TrainConfig:
     validation_share: float = 0.15
     seed: int = 0
     pseudo_window_days: int = 0
-    model: OutfitConfig = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        self.model = self.model or OutfitConfig()
+    model: OutfitConfig = field(default_factory=OutfitConfig)
 
 
 class _Tensors:
-    """The catalog as tensors: vectors (n, 384) and facets (n, 3), indexed by product position."""
+    """The catalog as tensors: vectors (n, 384) and facets (n, 4), indexed by product position."""
 
     def __init__(self, bank: FeatureBank, vocab: Vocab, ids: Sequence[str]) -> None:
         self.ids = list(ids)
@@ -315,6 +314,7 @@ def fit_model(pairs: Sequence[tuple[tuple[str, ...], str]], bank: FeatureBank, v
         members = pool_index[pool_groups == gi]
         bought = np.array([i for i in members if data.ids[i] in purchased], dtype=np.int64)
         pools[int(gi)] = (members, bought if len(bought) else members)
+    pairs = [(c, t) for c, t in pairs if int(data.facets[data.index[t], 0]) in pools]
     max_items = config.model.max_items
     best_state, best_epoch, best_score = None, epochs, -1.0
     if evaluate is not None:
