@@ -231,3 +231,18 @@ def test_an_item_both_referenced_and_passed_over_is_fetched_once(assistant):
     events = events_of(assistant.turn(sid, "show me more like the first one"))
     assert not [e for e in events if isinstance(e, ErrorEvent)]
     assert [e.name for e in events if isinstance(e, ToolCallEvent)] == ["search_products"]
+
+
+def test_terminal_chat_loop_streams_and_clicks(assistant):
+    import io
+
+    from assistant.chat_cli import chat_loop
+
+    lines = iter(["a black shirt", "/like 1", "/memory", "/more 9", "/quit"])
+    out = io.StringIO()
+    sid = chat_loop(assistant, assistant.new_session(), read=lambda prompt: next(lines), out=out)
+    text = out.getvalue()
+    assert "→ search_products(" in text and "atelier> Here are" in text and "Black shirt" in text
+    assert "Noted, you like" in text and '"liked": [' in text
+    assert "pick a shown result by number (1-3)" in text
+    assert assistant.memory(sid)["liked"]
