@@ -33,8 +33,10 @@ PHRASINGS = {
 # Materials a generated question expects (independent of the answerer's own word list).
 MATERIALS = ("cotton", "polyester", "wool", "linen", "viscose", "lyocell", "silk", "satin", "leather", "suede",
              "denim", "jersey", "fleece", "velour", "velvet", "corduroy", "cashmere", "mohair", "nylon", "lace",
-             "mesh", "chiffon", "twill", "canvas", "modal", "knit")
-CARE = re.compile(r"\b(?:wash|washable|dry[- ]clean|tumble|iron)\w*", re.I)
+             "mesh", "chiffon", "twill", "canvas", "modal", "knit", "woven fabric", "sweatshirt fabric", "crêpe",
+             "plastic", "faux fur", "rubber", "straw", "sequins", "tulle", "elastane", "polyamide", "acrylic",
+             "metal", "glass", "functional fabric", "softshell", "shearling", "terry")
+CARE = re.compile(r"machine[- ]wash|hand[- ]wash|washable|dry[- ]clean|tumble[- ]dr|can be washed|wash at", re.I)
 GENDER_WORDS = {"women": ("women", "ladieswear", "divided"), "men": ("men", "menswear"),
                 "kids": ("kids", "baby/children", "children")}
 
@@ -45,7 +47,8 @@ def make_questions(frame, n_phrasing: int = 0) -> list[dict]:
     for k, (pid, row) in enumerate(frame.iterrows()):
         turn = k + n_phrasing
         desc = str(row.get("detail_desc", "") or "")
-        found = [m for m in MATERIALS if re.search(rf"\b{m}\b", desc, re.I)]
+        listing = f"{row.get('prod_name', '')}. {desc}"
+        found = [m for m in MATERIALS if re.search(rf"(?<!\w){m}(?![\w-])", listing, re.I)]
 
         def add(kind: str, listing, photo=None):
             options = PHRASINGS[kind]

@@ -97,3 +97,16 @@ def test_photo_answers_follow_the_extracted_attributes_and_their_confidence():
     assert not unsure.answerable and "can't tell" in unsure.answer and unsure.confidence == 0.3
     assert not answer_from_photo(blank, "how long is it?", preds).answerable  # length not extracted: n/a
     assert not answer_from_photo(blank, "how much is it?", preds).answerable
+
+
+def test_material_is_what_the_item_is_made_of_not_its_parts():
+    skirt = Product(id="s", title="Skirt", description="Short, A-line skirt with buttons down the front. "
+                    "Adjustable strap with a metal buckle.")
+    assert not answer_question(skirt, "what is it made of?").answerable
+    parka = Product(id="p", title="Parka", description="Parka in woven fabric with a zip down the front. "
+                    "Lined. Padding 100% polyester.")
+    answer = answer_question(parka, "what is it made of?")
+    assert answer.answer == "It's made of woven fabric and polyester."
+    assert answer.source == "Parka in woven fabric with a zip down the front. … Padding 100% polyester."
+    jeans = Product(id="j", title="Jeans", description="5-pocket jeans in washed denim.")
+    assert not answer_question(jeans, "is it machine washable?").answerable

@@ -59,13 +59,17 @@ class QuestionType:
     exemplars: list[str]
     words: list[str]
     visual: str | None
+    not_before: re.Pattern[str] | None = None
 
     def phrases(self, text: str) -> list[str]:
-        """This type's listing words found in ``text``, longest first, without overlaps."""
+        """This type's listing words found in ``text``, in text order, longest match first, without overlaps
+        (and, for materials, not where the word names a part: "metal buckle", "buttons down the front")."""
         found, taken = [], []
         for word in sorted(self.words, key=len, reverse=True):
             for m in re.finditer(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text, re.I):
                 if any(s < m.end() and m.start() < e for s, e in taken):
+                    continue
+                if self.not_before is not None and self.not_before.match(text, m.end()):
                     continue
                 taken.append((m.start(), m.end()))
                 word = m.group(0).lower()
@@ -83,7 +87,8 @@ class VqaConfig:
 def load_vqa_config(path: Path | None = None) -> VqaConfig:
     data = yaml.safe_load((path or PROMPTS_DIR / "vqa.yaml").read_text())
     types = {name: QuestionType(name, [re.compile(r, re.I) for r in spec.get("rules", [])],
-                                list(spec.get("exemplars", [])), list(spec.get("words", [])), spec.get("visual"))
+                                list(spec.get("exemplars", [])), list(spec.get("words", [])), spec.get("visual"),
+                                re.compile(spec["not_before"], re.I) if spec.get("not_before") else None)
              for name, spec in data["types"].items()}
     return VqaConfig(types, float(data["min_similarity"]))
 
@@ -214,30 +219,40 @@ CANONICAL_DETAILS = {"long sleeves": "long", "short sleeves": "short", "sleevele
                      "high neck": "high", "slim fit": "slim", "skinny": "slim", "fitted": "slim",
                      "regular fit": "regular", "loose fit": "loose", "oversized": "loose", "loose": "loose",
                      "relaxed fit": "loose"}
+AGGREGATED = {"material"}
 PHRASING: dict[str, str] = {"material": "It's made of {}.", "fit": "The listing describes the fit as {}.",
                             "neckline": "It has a {}.", "sleeves": "It has {}.", "length": "It's {}.",
                             "care": "The listing says: {}"}
 
 
 def _sentence_answer(product: Product, question: str, kind: str, confidence: float) -> Answer:
-    """Material, fit, neckline, sleeves, length, care: the description sentence(s) that state it."""
+    """Material, fit, neckline, sleeves, length, care: the description sentence(s) that state it (for material,
+    every sentence that names one: "Jacket in woven fabric. … Padding 100% polyester.")."""
     qtype = load_vqa_config().types[kind]
+    found: list[str] = []
+    sources: list[str] = []
     for sentence in [*sentences(product), product.title]:
-        found = qtype.phrases(sentence)
-        if not found:
+        phrases = [p for p in qtype.phrases(sentence) if p not in found]
+        if not phrases:
             continue
-        if kind == "care":
-            text = PHRASING[kind].format(sentence)
-        elif kind == "sleeves" and found[0] == "sleeveless":
-            text = "It's sleeveless."
-        else:
-            text = PHRASING[kind].format(" and ".join(found[:3]))
-        asked = qtype.phrases(question)
-        if is_yes_no(question, asked) and kind != "care":
-            text = (f"Yes — {text[0].lower()}{text[1:]}" if asked[0] in found
-                    else f"The listing doesn't say it's {asked[0]}; {text[0].lower()}{text[1:]}")
-        return Answer(answer=text, source=sentence, confidence=confidence, answerable=True, question_type=kind)
-    return _not_stated(kind, confidence)
+        found += phrases
+        sources.append(sentence)
+        if kind not in AGGREGATED or len(found) >= 3:
+            break
+    if not found:
+        return _not_stated(kind, confidence)
+    if kind == "care":
+        text = PHRASING[kind].format(sources[0])
+    elif kind == "sleeves" and found[0] == "sleeveless":
+        text = "It's sleeveless."
+    else:
+        text = PHRASING[kind].format(" and ".join(found[:3]))
+    asked = qtype.phrases(question)
+    if is_yes_no(question, asked) and kind != "care":
+        text = (f"Yes — {text[0].lower()}{text[1:]}" if asked[0] in found
+                else f"The listing doesn't say it's {asked[0]}; {text[0].lower()}{text[1:]}")
+    return Answer(answer=text, source=" … ".join(sources), confidence=confidence, answerable=True,
+                  question_type=kind)
 
 
 def _price_answer(product: Product, question: str, kind: str, confidence: float) -> Answer:

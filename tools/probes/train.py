@@ -14,6 +14,7 @@ Image features (encoder embeddings and colour histograms) are cached per encoder
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import zlib
@@ -105,7 +106,7 @@ def image_features(items: Items, encoder, batch: int = 64,
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if path.exists():
         with np.load(path) as data:
-            cache = {i: (e, p) for i, e, p in zip(data["ids"], data["emb"], data["pix"])}
+            cache = {str(i): (e, p) for i, e, p in zip(data["ids"], data["emb"], data["pix"])}
     todo = [k for k, i in enumerate(items.ids) if i not in cache]
     if todo:
         reused = _from_encoder_cache(encoder, items, todo)
@@ -179,8 +180,16 @@ def _from_encoder_cache(encoder, items: Items, todo: list[int]) -> dict[int, tup
 
 
 def _save(path: Path, cache: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Atomic replace, merged with what another process may have saved meanwhile (last writer keeps both)."""
+    if path.exists():
+        try:
+            with np.load(path) as data:
+                for i, e, p in zip(data["ids"], data["emb"], data["pix"]):
+                    cache.setdefault(str(i), (e, p))
+        except (OSError, ValueError, KeyError):
+            pass
     ids = list(cache)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     np.savez(tmp, ids=np.array(ids), emb=np.stack([cache[i][0] for i in ids]),
              pix=np.stack([cache[i][1] for i in ids]))
     tmp.replace(path)
