@@ -474,11 +474,15 @@ def rule_compare(parser: TurnParser, s: _State, c: ParseContext) -> str | None:
     return None
 
 
+# "what is this made of?" asks one property (a product question), not "what is this?".
+ASKS_PROPERTY = re.compile(r"\b(?:made\s+(?:of|from|out\s+of)|material|fabric|wash\w*|care|cost|price|size|sizes)\b")
+
+
 @decision
 def rule_describe(parser: TurnParser, s: _State, c: ParseContext) -> str | None:
     if not (c.has_image or (c.has_reference and not s.references)):
         return None
-    if parser.vocab.rules["describe"].search(s.text) and not s.references:
+    if parser.vocab.rules["describe"].search(s.text) and not s.references and not ASKS_PROPERTY.search(s.text):
         return "describe" if c.has_image or PRONOUNS.search(s.text) else None
     return None
 
