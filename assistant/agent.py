@@ -27,8 +27,9 @@ from assistant.events import (DoneEvent, ErrorEvent, Event, MemoryEvent, Product
 from assistant.parser import ParseContext, TurnIntent, TurnParser, get_parser
 from assistant.replies import item_text, price_text, render, results_reply, templates, what_text
 from assistant.settings import Settings, get_settings
-from memory import (CascadeWeights, SessionMemory, SessionNotFound, SessionStore, TurnRecord, TurnUpdate,
-                    apply_feedback, apply_turn, record_shown)
+from memory import (FORGET_KINDS, CascadeWeights, ForgetError, NotRemembered,  # noqa: F401 - re-exported
+                    SessionMemory, SessionNotFound, SessionStore, TurnRecord, TurnUpdate, apply_feedback, apply_turn,
+                    forget_item, record_shown)
 from tools.schema import UNKNOWN, SearchResult
 from tools.search import ProductSearch
 
@@ -235,6 +236,40 @@ class Assistant:
         events.append(MemoryEvent(memory=memory.model_dump(mode="json")))
         events.append(DoneEvent(session_id=session_id, reply=reply, turn=memory.turn))
         return events
+
+    def forget(self, session_id: str, kind: str, facet: str | None = None,
+               value: str | float | None = None) -> dict[str, Any]:
+        """Forget one remembered item (the shopper clicked × on a memory chip); returns the new memory JSON.
+
+        ``kind`` is one of ``memory.FORGET_KINDS``: ``must`` / ``avoid`` (``facet``, and ``value`` for one value
+        or ``None`` for the whole facet), ``price_min`` / ``price_max`` (``value``, if given, must be the
+        remembered bound), ``preference`` ("darker"), ``detail`` (its text) or ``anchor`` (a reference's id).
+        Only that item goes: the next turn composes its search from the rest of the memory as before.
+
+        Raises ``SessionNotFound`` for an unknown session, ``NotRemembered`` (a ``ForgetError``, itself a
+        ``ValueError``) when the item is not in memory, and ``ForgetError`` for a malformed request. Logged as
+        a ``kind="forget"`` turn record, so history, replay and export see it.
+        """
+        started = time.perf_counter()
+        memory = self.sessions.load(session_id)
+        what = forget_item(memory, kind, facet, value)
+        record = TurnRecord(session_id=session_id, turn=memory.turn, kind="forget", message=f"forget {what}",
+                            intent={"forget": kind, "facet": facet, "value": value})
+        self._finish(memory, record, started, "")
+        return memory.model_dump(mode="json")
+
+    def focus(self, session_id: str, product_id: str) -> dict[str, Any]:
+        """Put one product in focus, as if the shopper had just referred to it ("this" in the next message
+        resolves to it); returns the new memory JSON. Nothing else changes (unlike a like, it adds no
+        anchor). Raises ``SessionNotFound`` for an unknown session. Logged as a ``kind="focus"`` record."""
+        started = time.perf_counter()
+        memory = self.sessions.load(session_id)
+        rank = next((i for i, item in enumerate(memory.shown, start=1) if item.id == product_id), None)
+        memory.focus = product_id
+        record = TurnRecord(session_id=session_id, turn=memory.turn, kind="focus", message=f"focus {product_id}",
+                            intent={"focus": product_id, "product_id": product_id, "rank": rank})
+        self._finish(memory, record, started, "")
+        return memory.model_dump(mode="json")
 
     # ---- internals ----------------------------------------------------------------------------------
     def _finish(self, memory: SessionMemory, record: TurnRecord, started: float, reply: str) -> None:

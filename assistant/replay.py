@@ -1,7 +1,8 @@
 """Conversation replay: YAML files of turns and expectations, run against the real assistant.
 
 A conversation is a list of turns; each turn says something (optionally with a photo from the datasets
-folder), clicks a shown result (like / dislike / more_like_this by rank), or both (the click first), and
+folder), clicks a shown result (like / dislike / more_like_this / focus by rank), forgets one memory item
+(``forget: {kind, facet, value}``, as the × on a memory chip does), or several (click, forget, then say), and
 states what must hold afterwards: the intent, the tools called, the constraints in memory, properties of
 all / none / a fraction of the top-k results, ids in or out of the top-k, words in the reply. Format:
 ``docs/agent.md``. ``export_session`` writes a logged session in the same format.
@@ -23,7 +24,7 @@ from assistant.events import ErrorEvent, Event, MemoryEvent, ProductsEvent, Tool
 from assistant.settings import Settings, get_settings
 from tools.schema import SearchResult
 
-CLICK_KINDS = ("like", "dislike", "more_like_this")
+CLICK_KINDS = ("like", "dislike", "more_like_this", "focus")
 REF = re.compile(r"^@(\d+)\.(-?\d+|\*)$")
 STAT = re.compile(r"^@(\d+)\.(median_price|min_price|max_price|-?\d+\.price)$")
 
@@ -77,18 +78,29 @@ class Expect(BaseModel):
     reply: ReplyCheck | None = None
 
 
+class ForgetSpec(BaseModel):
+    """One memory item to remove (``Assistant.forget``): ``{kind: avoid, facet: colour, value: black}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    facet: str | None = None
+    value: str | float | None = None
+
+
 class TurnSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     say: str | None = None
     image: str | None = None
     click: dict[str, int | str] | None = None
+    forget: ForgetSpec | None = None
     expect: Expect = Field(default_factory=Expect)
 
     @model_validator(mode="after")
     def _one_action(self) -> "TurnSpec":
-        if self.say is None and self.click is None and self.image is None:
-            raise ValueError("a turn needs `say`, `image` or `click`")
+        if self.say is None and self.click is None and self.image is None and self.forget is None:
+            raise ValueError("a turn needs `say`, `image`, `click` or `forget`")
         if self.click is not None and (len(self.click) != 1 or next(iter(self.click)) not in CLICK_KINDS):
             raise ValueError(f"`click` takes one of {', '.join(CLICK_KINDS)} with a rank or an id")
         return self
@@ -363,8 +375,19 @@ def run_conversation(conversation: Conversation, assistant: Any, settings: Setti
                 product_id = shown[index]
             else:
                 product_id = run.resolve(str(target))[0]
-            events += assistant.feedback(session, product_id, kind)
+            if kind == "focus":
+                events.append(MemoryEvent(memory=assistant.focus(session, product_id)))
+            else:
+                events += assistant.feedback(session, product_id, kind)
             label += f" (click {kind} {target})"
+        if spec.forget is not None:
+            f = spec.forget
+            label += " (forget " + " ".join(str(v) for v in (f.kind, f.facet, f.value) if v is not None) + ")"
+            try:
+                events.append(MemoryEvent(memory=assistant.forget(session, f.kind, f.facet, f.value)))
+            except ValueError as exc:
+                failures.append(f"{label}: {exc}")
+                continue
         if spec.say is not None or spec.image is not None:
             image = str(settings.datasets / spec.image) if spec.image else None
             said = list(assistant.turn(session, spec.say or "", image=image))
@@ -437,9 +460,12 @@ def export_session(turns: Sequence[Any], settings: Settings | None = None, name:
     for t in turns:
         if t.error:
             continue
-        if t.kind == "feedback":
-            kind, rank = t.intent.get("feedback"), t.intent.get("rank")
+        if t.kind in ("feedback", "focus"):
+            kind, rank = t.intent.get("feedback", "focus"), t.intent.get("rank")
             spec: dict[str, Any] = {"click": {kind: rank if rank else t.intent.get("product_id")}}
+        elif t.kind == "forget":
+            spec = {"forget": {k: v for k, v in (("kind", t.intent.get("forget")), ("facet", t.intent.get("facet")),
+                                                 ("value", t.intent.get("value"))) if v is not None}}
         else:
             spec = {"say": t.message}
             image = _image_ref(t.image, settings)

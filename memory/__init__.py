@@ -4,10 +4,11 @@ search is composed from all of it (FashionNTM-style), and where it is stored (SQ
 from memory.compose import CascadeWeights, ComposedQuery, compose_query, describe_constraints, rerank
 from memory.state import Anchor, Constraints, Detail, SessionMemory, ShownItem
 from memory.store import SessionNotFound, SessionStore, TurnRecord
-from memory.update import TurnUpdate, apply_feedback, apply_turn, record_shown
+from memory.update import (FORGET_KINDS, ForgetError, NotRemembered, TurnUpdate, apply_feedback, apply_turn,
+                           forget_item, record_shown)
 
 __all__ = [
-    "Anchor", "CascadeWeights", "ComposedQuery", "Constraints", "Detail", "SessionMemory", "SessionNotFound",
-    "SessionStore", "ShownItem", "TurnRecord", "TurnUpdate", "apply_feedback", "apply_turn", "compose_query",
-    "describe_constraints", "record_shown", "rerank",
+    "FORGET_KINDS", "Anchor", "CascadeWeights", "ComposedQuery", "Constraints", "Detail", "ForgetError",
+    "NotRemembered", "SessionMemory", "SessionNotFound", "SessionStore", "ShownItem", "TurnRecord", "TurnUpdate",
+    "apply_feedback", "apply_turn", "compose_query", "describe_constraints", "forget_item", "record_shown", "rerank",
 ]

@@ -59,7 +59,8 @@ class SessionNotFound(KeyError):
 
 
 class TurnRecord(BaseModel):
-    """One logged turn: a message (``kind="message"``) or a click on a product (``kind="feedback"``)."""
+    """One logged turn: a message (``kind="message"``), a click on a product (``kind="feedback"``), a memory
+    item the shopper removed (``kind="forget"``) or a product put in focus (``kind="focus"``)."""
 
     session_id: str
     turn: int

@@ -194,3 +194,86 @@ def apply_feedback(memory: SessionMemory, product_id: str, kind: str) -> None:
     else:
         add_anchor(memory, product_anchor(memory, product_id, "reference"))
     memory.focus = product_id
+
+
+FORGET_KINDS = ("must", "avoid", "price_min", "price_max", "preference", "detail", "anchor")
+
+
+class ForgetError(ValueError):
+    """A request to forget something that is not a rememberable item (unknown kind, missing facet or value)."""
+
+
+class NotRemembered(ForgetError):
+    """The item to forget is not in the session memory (already gone, or never there)."""
+
+
+def forget_item(memory: SessionMemory, kind: str, facet: str | None = None, value: object = None) -> str:
+    """Remove one remembered item from ``memory`` in place; returns a short description of what went.
+
+    ``kind`` is one of ``FORGET_KINDS``:
+
+    - ``must`` / ``avoid``: ``facet`` is required; ``value`` removes that one value (``None``: the whole facet);
+    - ``price_min`` / ``price_max``: the bound is cleared; a ``value`` given must equal the remembered bound;
+    - ``preference``: ``value`` is the preference ("darker");
+    - ``detail``: ``value`` is a detail's text ("long sleeves"): every detail with that text goes;
+    - ``anchor``: ``value`` is a reference anchor's id (a product id or a photo key); the product in focus is
+      cleared too when it is that product.
+
+    Raises ``ForgetError`` for a malformed request and ``NotRemembered`` when the item is not in memory.
+    Everything else in the memory (the rest of the cascade, likes, dislikes, shown results) is untouched.
+    """
+    c = memory.constraints
+    if kind in ("must", "avoid"):
+        if not facet:
+            raise ForgetError(f"forgetting a {kind!r} constraint needs its facet (e.g. colour)")
+        facets = c.must if kind == "must" else c.avoid
+        present = facets.get(facet, [])
+        if value is None:
+            if not present:
+                raise NotRemembered(f"no {kind} constraint on {facet} is remembered")
+            facets.pop(facet)
+            return f"{kind} {facet}"
+        kept = [v for v in present if v != value]
+        if len(kept) == len(present):
+            raise NotRemembered(f"{facet} {value!r} is not a remembered {kind} constraint")
+        if kept:
+            facets[facet] = kept
+        else:
+            facets.pop(facet)
+        return f"{kind} {facet} {value}"
+    if kind in ("price_min", "price_max"):
+        current = getattr(c, kind)
+        if current is None:
+            raise NotRemembered(f"no {kind} is remembered")
+        if value is not None:
+            try:
+                asked = float(value)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise ForgetError(f"{kind} value must be a number, not {value!r}") from None
+            if abs(asked - current) > 1e-6:
+                raise NotRemembered(f"the remembered {kind} is {current:.2f}, not {asked:.2f}")
+        setattr(c, kind, None)
+        return f"{kind} {current:.2f}"
+    if kind not in FORGET_KINDS:
+        raise ForgetError(f"unknown memory kind {kind!r}; use one of {', '.join(FORGET_KINDS)}")
+    if value is None or value == "":
+        raise ForgetError(f"forgetting a {kind} needs its value")
+    if kind == "preference":
+        if value not in memory.preferences:
+            raise NotRemembered(f"preference {value!r} is not remembered")
+        memory.preferences = [p for p in memory.preferences if p != value]
+        return f"preference {value}"
+    if kind == "detail":
+        if not any(d.text == value for d in memory.details):
+            raise NotRemembered(f"detail {value!r} is not remembered")
+        memory.details = [d for d in memory.details if d.text != value]
+        return f"detail {value}"
+    gone = [a for a in memory.anchors if a.id == value]
+    if not gone:
+        raise NotRemembered(f"no reference {value!r} is remembered")
+    memory.anchors = [a for a in memory.anchors if a.id != value]
+    if memory.focus == value:
+        memory.focus = None
+    if memory.image == value and not any(a.kind == "image" for a in memory.anchors):
+        memory.image = None
+    return f"anchor {gone[0].title or value}"

@@ -246,3 +246,70 @@ def test_terminal_chat_loop_streams_and_clicks(assistant):
     assert "Noted, you like" in text and '"liked": [' in text
     assert "pick a shown result by number (1-3)" in text
     assert assistant.memory(sid)["liked"]
+
+
+def search_args(events: list) -> dict:
+    return next(e for e in events if isinstance(e, ToolCallEvent) and e.name == "search_products").args
+
+
+def test_forget_drops_one_constraint_for_the_next_turn_only(assistant):
+    from assistant.agent import ForgetError, NotRemembered
+    from assistant.replay import Conversation, export_session, run_conversation
+
+    sid = assistant.new_session()
+    first = products_in(events_of(assistant.turn(sid, "a black dress, not striped, under 40")))
+    assert first and all(r.colour == "black" for r in first)
+    memory = assistant.forget(sid, "must", "colour", "black")
+    assert memory["constraints"]["must"] == {"category": ["dress"]}
+    assert memory["constraints"]["avoid"] == {"pattern": ["striped"]} and memory["constraints"]["price_max"] == 40
+    assert assistant.memory(sid) == memory
+
+    events = events_of(assistant.turn(sid, "show me some options"))
+    args = search_args(events)
+    assert "colour" not in args["must"] and args["must"]["category"] == ["dress"]
+    assert args["avoid"] == {"pattern": ["striped"]} and args["price_max"] == 40
+    again = products_in(events)
+    assert {r.colour for r in again} - {"black"}, "non-black dresses are back"
+    assert all(r.category == "dress" and r.pattern != "striped" and r.price <= 40 for r in again)
+
+    memory = assistant.forget(sid, "price_max", value="40")
+    assert memory["constraints"]["price_max"] is None
+    assert "price_max" not in search_args(events_of(assistant.turn(sid, "show me some options")))
+
+    with pytest.raises(NotRemembered):
+        assistant.forget(sid, "must", "colour", "black")
+    with pytest.raises(NotRemembered):
+        assistant.forget(sid, "preference", value="darker")
+    with pytest.raises(ForgetError):
+        assistant.forget(sid, "colour", value="black")
+    with pytest.raises(ValueError):
+        assistant.forget(sid, "avoid")
+    with pytest.raises(SessionNotFound):
+        assistant.forget("missing", "must", "colour", "black")
+
+    log = assistant.history(sid)
+    forgets = [t for t in log if t["kind"] == "forget"]
+    assert [t["intent"] for t in forgets] == [{"forget": "must", "facet": "colour", "value": "black"},
+                                             {"forget": "price_max", "facet": None, "value": "40"}]
+    assert forgets[0]["memory"]["constraints"]["must"] == {"category": ["dress"]}
+
+    exported = export_session(assistant.sessions.turns(sid), assistant.settings)
+    assert exported["turns"][1] == {"forget": {"kind": "must", "facet": "colour", "value": "black"},
+                                    "expect": {"memory": {"must": {"category": ["dress"]},
+                                                          "avoid": {"pattern": ["striped"]}, "price_max": 40.0}}}
+    replayed = run_conversation(Conversation.model_validate(exported), assistant)
+    assert replayed.passed, replayed.failures
+
+
+def test_forget_a_reference_and_focus_a_product(assistant):
+    sid = assistant.new_session()
+    shown = products_in(events_of(assistant.turn(sid, "a blue shirt")))
+    assistant.feedback(sid, shown[0].id, "like")
+    memory = assistant.focus(sid, shown[1].id)
+    assert memory["focus"] == shown[1].id and [a["id"] for a in memory["anchors"]] == [shown[0].id]
+    memory = assistant.forget(sid, "anchor", value=shown[0].id)
+    assert memory["anchors"] == [] and memory["liked"] == [shown[0].id] and memory["focus"] == shown[1].id
+    events = events_of(assistant.turn(sid, "more like this one"))
+    assert shown[1].id in [a["id"] for a in next(e for e in events if isinstance(e, MemoryEvent)).memory["anchors"]]
+    kinds = [t["kind"] for t in assistant.history(sid)]
+    assert kinds == ["message", "feedback", "focus", "forget", "message"]

@@ -258,3 +258,41 @@ def test_session_store_roundtrip_and_unknown_session(tmp_path):
         again.load("nope")
     assert again.get_or_create("fresh-id").session_id == "fresh-id"
     assert {s["id"] for s in again.sessions()} == {m.session_id, "fresh-id"}
+
+
+def test_forget_item_removes_exactly_one_thing():
+    from memory import Detail, ForgetError, NotRemembered, forget_item
+
+    m = SessionMemory(session_id="s")
+    say(m, "a black dress, not striped, between 20 and 40")
+    m.preferences = ["darker"]
+    m.details = [Detail(turn=1, text="long sleeves"), Detail(turn=2, text="party")]
+    m.anchors = [Anchor(kind="product", id="p1", turn=1, title="Dress 1"),
+                 Anchor(kind="image", id="img", turn=2, title="your photo")]
+    m.focus, m.image, m.liked = "p1", "img", ["p1"]
+    before = m.model_copy(deep=True)
+
+    forget_item(m, "must", "colour", "black")
+    assert m.constraints.must == {"category": ["dress"]}
+    forget_item(m, "avoid", "pattern")
+    forget_item(m, "price_min", value=20)
+    forget_item(m, "preference", value="darker")
+    forget_item(m, "detail", value="long sleeves")
+    forget_item(m, "anchor", value="p1")
+    assert m.constraints.avoid == {} and m.constraints.price_min is None and m.constraints.price_max == 40
+    assert m.preferences == [] and [d.text for d in m.details] == ["party"]
+    assert [a.id for a in m.anchors] == ["img"] and m.focus is None and m.liked == ["p1"] and m.image == "img"
+    forget_item(m, "anchor", value="img")
+    assert m.anchors == [] and m.image is None
+    assert m.shown == before.shown and m.disliked == before.disliked and m.turn == before.turn
+
+    for kind, facet, value in (("must", "colour", "black"), ("avoid", "pattern", None), ("price_min", None, None),
+                               ("price_max", None, 35), ("preference", None, "darker"), ("detail", None, "x"),
+                               ("anchor", None, "p1")):
+        with pytest.raises(NotRemembered):
+            forget_item(m, kind, facet, value)
+    for kind, facet, value in (("colour", None, "black"), ("must", None, "black"), ("detail", None, None),
+                               ("price_max", None, "cheap")):
+        with pytest.raises(ForgetError):
+            forget_item(m, kind, facet, value)
+    assert not issubclass(ForgetError, NotRemembered) and issubclass(NotRemembered, ValueError)
