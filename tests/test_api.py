@@ -217,6 +217,35 @@ def test_feedback_updates_memory(api):
     assert_error(api.post(url, json={"product_id": ids[0], "kind": "like"}), 401, "unauthorized")
 
 
+def test_forget_a_memory_item_then_search_without_it(api, hm_sample):
+    session_id, headers = start(api)
+    events = say(api, session_id, headers, json={"text": "black dress"})
+    first = [r for name, data in events if name == "products" for r in data["results"]]
+    assert first and all(r["colour"] == "black" for r in first)
+    url = f"/v1/sessions/{session_id}/memory"
+    forgot = api.delete(f"{url}/must", params={"facet": "colour", "value": "black"}, headers=headers)
+    assert forgot.status_code == 200, forgot.text
+    memory = forgot.json()["memory"]
+    assert "colour" not in memory["constraints"]["must"] and memory["constraints"]["must"]["category"] == ["dress"]
+    assert api.get(f"/v1/sessions/{session_id}", headers=headers).json()["memory"] == memory
+    history = api.get(f"/v1/sessions/{session_id}", headers=headers).json()["history"]
+    assert [h["kind"] for h in history] == ["message", "forget"]
+
+    events = say(api, session_id, headers, json={"text": "show me more"})
+    again = [r for name, data in events if name == "products" for r in data["results"]]
+    assert again and all(r["id"] in hm_sample and r["category"] == "dress" for r in again)
+    assert {r["colour"] for r in again} - {"black"}, [r["colour"] for r in again]
+
+    assert_error(api.delete(f"{url}/must", params={"facet": "colour", "value": "black"}, headers=headers),
+                 404, "not_in_memory")
+    assert_error(api.delete(f"{url}/price_max", headers=headers), 404, "not_in_memory")
+    assert_error(api.delete(f"{url}/colour", params={"value": "black"}, headers=headers), 422, "invalid_request")
+    assert_error(api.delete(f"{url}/must", params={"value": "black"}, headers=headers), 422, "invalid_request")
+    assert_error(api.delete("/v1/sessions/no-such-session/memory/must", params={"facet": "colour", "value": "x"},
+                            headers=headers), 404, "not_found")
+    assert_error(api.delete(f"{url}/must", params={"facet": "category", "value": "dress"}), 401, "unauthorized")
+
+
 def test_cors_allow_list(hm_settings, real_assistant):
     from ui.api import create_app
 
@@ -225,6 +254,9 @@ def test_cors_allow_list(hm_settings, real_assistant):
         preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
         allowed = client.options("/v1/sessions", headers={"Origin": "https://shop.example", **preflight})
         assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
+        delete = client.options("/v1/sessions/x/memory/must", headers={
+            "Origin": "https://shop.example", **preflight, "Access-Control-Request-Method": "DELETE"})
+        assert delete.status_code == 200 and "DELETE" in delete.headers["access-control-allow-methods"]
         denied = client.options("/v1/sessions", headers={"Origin": "https://evil.example", **preflight})
         assert "access-control-allow-origin" not in denied.headers
 
@@ -232,7 +264,8 @@ def test_cors_allow_list(hm_settings, real_assistant):
 def test_openapi_health_widget_and_demo(api):
     paths = api.get("/openapi.json").json()["paths"]
     for path in ("/v1/sessions", "/v1/sessions/{session_id}", "/v1/sessions/{session_id}/messages",
-                 "/v1/sessions/{session_id}/feedback", "/v1/products/{product_id}",
+                 "/v1/sessions/{session_id}/feedback", "/v1/sessions/{session_id}/memory/{kind}",
+                 "/v1/products/{product_id}",
                  "/v1/products/{product_id}/image", "/healthz"):
         assert path in paths, path
     body = paths["/v1/sessions/{session_id}/messages"]["post"]["requestBody"]["content"]

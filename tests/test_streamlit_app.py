@@ -9,7 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from assistant.events import DoneEvent, ErrorEvent, ProductsEvent, TextDeltaEvent
-from memory.state import Constraints, SessionMemory
+from memory.state import Anchor, Constraints, Detail, SessionMemory
+from memory.update import NotRemembered
 from ui.chat_state import ChatMessage, Transcript, apply_event, memory_chips, remove_chip, run_turn
 from ui_fixtures import real_assistant  # noqa: F401
 
@@ -90,6 +91,8 @@ def test_removing_a_chip_removes_the_constraint(app, real_assistant):
     assert "chip-must:colour:black" not in chips and "chip-price_max::40.0" in chips
     at.button(key="chip-price_max::40.0").click().run()
     assert session_memory(at, real_assistant)["constraints"]["price_max"] is None
+    history = real_assistant.history(at.session_state.transcript.session_id)
+    assert [t["kind"] for t in history] == ["message", "forget", "forget"]
     send(at, "show me more")
     facts = card_facts(at.chat_message[3])
     assert facts and {category for _, category in facts} == {"dress"}
@@ -169,6 +172,15 @@ def test_chips_and_removal_are_plain_logic():
     remove_chip(memory, chips[5])
     assert memory.constraints.price_max is None and memory.preferences == []
     assert [c.label for c in memory_chips(memory.summary())] == ["category: dress"]
+    memory.details = [Detail(turn=1, text="long sleeves")]
+    memory.anchors = [Anchor(kind="product", id="p1", turn=1, title="Tie dress")]
+    chips = memory_chips(memory.model_dump(mode="json"))
+    assert [(c.kind, c.label) for c in chips[1:]] == [("detail", "“long sleeves”"), ("anchor", "like Tie dress")]
+    for chip in chips[1:]:
+        remove_chip(memory, chip)
+    assert memory.details == [] and memory.anchors == []
+    with pytest.raises(NotRemembered):
+        remove_chip(memory, chips[2])
 
 
 def test_transcript_folds_events_and_survives_a_crash(hm_settings, real_assistant):

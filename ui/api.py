@@ -1,5 +1,5 @@
 """The Atelier HTTP API: sessions with bearer tokens, messages answered as Server-Sent Events,
-feedback, catalog products and photos, and the embeddable widget.
+feedback, forgetting memory items, catalog products and photos, and the embeddable widget.
 
 ``create_app()`` builds the app for the active settings; ``atelier serve`` runs it with uvicorn.
 Every failure is JSON ``{"error": {"code", "message"}}`` (see ``ui.errors``).
@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from assistant.settings import Settings, get_settings
 from memory.store import SessionNotFound
+from memory.update import ForgetError, NotRemembered
 from tools.schema import Product
 from ui import backend
 from ui.backend import AssistantLike
@@ -74,6 +75,14 @@ class FeedbackOut(BaseModel):
     memory: dict[str, Any] = Field(default_factory=dict)
     events: list[dict[str, Any]] = Field(default_factory=list,
                                          description="Events the feedback produced (e.g. products).")
+
+
+MemoryKind = Literal["must", "avoid", "price_min", "price_max", "preference", "detail", "anchor"]
+
+
+class MemoryOut(BaseModel):
+    ok: bool = True
+    memory: dict[str, Any] = Field(default_factory=dict)
 
 
 class ProductOut(BaseModel):
@@ -225,6 +234,26 @@ def post_feedback(body: FeedbackIn, session_id: str = Depends(session_access),
     return FeedbackOut(memory=public_memory(view.memory), events=events)
 
 
+@api.delete("/sessions/{session_id}/memory/{kind}", response_model=MemoryOut, tags=["sessions"])
+def forget_memory(kind: MemoryKind,
+                  facet: str | None = Query(None, max_length=64, description="must / avoid: the facet (colour)"),
+                  value: str | None = Query(None, max_length=256,
+                                            description="the value, preference, detail text or anchor id to "
+                                                        "remove; for a price bound, optional (must match)"),
+                  session_id: str = Depends(session_access), svc: Services = Depends(services)) -> MemoryOut:
+    """Forget one remembered item (the × on a memory chip): a `must` / `avoid` value of a `facet` (no `value`:
+    the whole facet), `price_min` / `price_max`, a `preference`, a `detail` text or a reference `anchor` (by id).
+    The next message searches without it; everything else stays. 404 `not_in_memory` if it is not remembered."""
+    with svc.turn_lock:
+        try:
+            memory = svc.assistant.forget(session_id, kind, facet, value)
+        except NotRemembered as exc:
+            raise APIError(404, "not_in_memory", str(exc)) from None
+        except ForgetError as exc:
+            raise APIError(422, "invalid_request", str(exc)) from None
+    return MemoryOut(memory=public_memory(memory))
+
+
 def _is_event_stream(value: object) -> bool:
     return isinstance(value, Iterable) and not isinstance(value, (str, bytes, dict))
 
@@ -259,8 +288,9 @@ def create_app(assistant: AssistantLike | None = None, settings: Settings | None
     async def session_gone(_: Request, exc: SessionNotFound) -> JSONResponse:
         return error_response(404, "not_found", "no such session; create one with POST /v1/sessions")
 
-    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                       allow_headers=["Authorization", "Content-Type"], expose_headers=["Retry-After"])
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                       allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],
+                       expose_headers=["Retry-After"])
     app.include_router(api)
     app.add_api_route("/v1/products/{product_id}/image", product_image, methods=["GET"], tags=["products"],
                       response_class=FileResponse, summary="Product photo")

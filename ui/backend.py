@@ -34,6 +34,10 @@ class AssistantLike(Protocol):
 
     def memory(self, session_id: str) -> dict[str, Any]: ...
 
+    def forget(self, session_id: str, kind: str, facet: str | None = None, value: Any = None) -> dict[str, Any]: ...
+
+    def focus(self, session_id: str, product_id: str) -> dict[str, Any]: ...
+
 
 @dataclass
 class SessionView:
@@ -67,13 +71,9 @@ def give_feedback(assistant: AssistantLike, session_id: str, product_id: str, ki
 
 
 def forget(assistant: AssistantLike, session_id: str, chip: "Chip") -> dict[str, Any]:
-    """Remove one constraint chip from the session memory; returns the memory as the panel shows it."""
-    from ui.chat_state import remove_chip
-
-    store = sessions_db()
-    memory = store.load(session_id)
-    remove_chip(memory, chip)
-    store.save(memory)
+    """Remove one memory chip (``Assistant.forget``: persisted and logged); returns the memory as the panel
+    shows it."""
+    assistant.forget(session_id, chip.kind, chip.facet, chip.value)
     return session_view(assistant, session_id).memory
 
 
@@ -113,16 +113,13 @@ def about_this(assistant: AssistantLike, question: str) -> str:
     return candidates[1]
 
 
-def focus(session_id: str, product_id: str) -> None:
-    """Point the session at one product, as if the shopper had just referred to it."""
-    store = sessions_db()
-    memory = store.load(session_id)
-    memory.focus = product_id
-    store.save(memory)
+def focus(assistant: AssistantLike, session_id: str, product_id: str) -> None:
+    """Point the session at one product, as if the shopper had just referred to it (``Assistant.focus``)."""
+    assistant.focus(session_id, product_id)
 
 
 def _focused(assistant: AssistantLike, session_id: str, product_id: str, message: str) -> Iterator[Event]:
-    focus(session_id, product_id)
+    focus(assistant, session_id, product_id)
     yield from assistant.turn(session_id, message)
 
 

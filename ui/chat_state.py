@@ -16,7 +16,7 @@ from memory.state import SessionMemory
 from tools.schema import Product, SearchResult
 
 Role = Literal["user", "assistant"]
-ChipKind = Literal["must", "avoid", "price_min", "price_max", "preference"]
+ChipKind = Literal["must", "avoid", "price_min", "price_max", "preference", "detail", "anchor"]
 
 
 class ProductGroup(BaseModel):
@@ -144,25 +144,19 @@ def memory_chips(memory: dict[str, Any]) -> list[Chip]:
         chips.append(Chip(kind="price_max", label=f"up to {constraints['price_max']:g}",
                           value=constraints["price_max"]))
     chips += [Chip(kind="preference", label=str(p), value=p) for p in memory.get("preferences") or []]
+    details = [d.get("text") if isinstance(d, dict) else d for d in memory.get("details") or []]
+    chips += [Chip(kind="detail", label=f"“{text}”", value=text) for text in dict.fromkeys(details) if text]
+    chips += [Chip(kind="anchor", label=f"like {a.get('title') or a['id']}", value=a["id"])
+              for a in memory.get("anchors") or [] if isinstance(a, dict) and a.get("id")]
     return chips
 
 
 def remove_chip(memory: SessionMemory, chip: Chip) -> None:
-    """Drop one constraint or preference from the memory (the shopper clicked its ✕)."""
-    c = memory.constraints
-    if chip.kind in ("must", "avoid"):
-        facets = c.must if chip.kind == "must" else c.avoid
-        kept = [v for v in facets.get(chip.facet or "", []) if v != chip.value]
-        if kept:
-            facets[chip.facet or ""] = kept
-        else:
-            facets.pop(chip.facet or "", None)
-    elif chip.kind == "price_min":
-        c.price_min = None
-    elif chip.kind == "price_max":
-        c.price_max = None
-    else:
-        memory.preferences = [p for p in memory.preferences if p != chip.value]
+    """Drop one remembered item from the memory (the shopper clicked its ✕): ``memory.forget_item``, the
+    same rule as ``Assistant.forget``. Raises ``NotRemembered`` if it is already gone."""
+    from memory.update import forget_item
+
+    forget_item(memory, chip.kind, chip.facet, chip.value)
 
 
 def transcript_from_turns(session_id: str, turns: Iterable[dict[str, Any]],

@@ -12,6 +12,7 @@ import logging
 import streamlit as st
 
 from assistant.settings import get_settings
+from memory.update import NotRemembered
 from tools.images import ImageError, load_image
 from ui import backend
 from ui.chat_state import ChatMessage, Chip, Transcript, memory_chips, run_turn, short_why
@@ -79,6 +80,8 @@ def remove_chip(chip: Chip) -> None:
     transcript = state()
     try:
         transcript.memory = backend.forget(assistant(), session_id(), chip)
+    except NotRemembered:  # already gone (a second click, another tab): show the memory as it is
+        transcript.memory = backend.session_view(assistant(), session_id()).memory
     except Exception:
         log.exception("removing a constraint failed")
         st.session_state.flash = "Could not update the memory. Please try again."
