@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 
 from ui_fixtures import (  # noqa: F401
@@ -109,6 +110,18 @@ def test_widget_on_the_demo_page(browser, api_server, hm_sample):
                               ".map(m => m.textContent)")
     assert len(metas) == len(first) and all("black" in m and "dress" in m for m in metas)
     page.screenshot(path=str(SCREENSHOTS / "widget-desktop.png"))
+
+    # The memory bar shows what is remembered; the × on a chip forgets it, on the server too.
+    chips = "return [...root.querySelectorAll('.memory .chip span')].map(s => s.textContent)"
+    assert {"black", "dress"} <= set(shadow_eval(page, chips))
+    page.locator("atelier-widget >> .memory button[aria-label='Forget colour: black']").click()
+    page.wait_for_function("""() => !document.querySelector('atelier-widget').shadowRoot
+        .querySelector(".memory button[aria-label='Forget colour: black']")""", timeout=10_000)
+    assert "dress" in shadow_eval(page, chips)
+    session = page.evaluate("() => JSON.parse(Object.values(sessionStorage)[0])")
+    memory = httpx.get(f"{api_server.url}/v1/sessions/{session['session_id']}",
+                       headers={"Authorization": f"Bearer {session['token']}"}).json()["memory"]
+    assert "colour" not in memory["constraints"]["must"] and memory["constraints"]["must"]["category"] == ["dress"]
 
     # Photo upload: the real H&M photo goes up as multipart and new cards come back.
     page.locator("atelier-widget >> input[type=file]").set_input_files(str(hm_photo(BLACK_DRESS_ID)))

@@ -65,6 +65,18 @@
     "display:flex;align-items:center;justify-content:center}",
     ".send{background:#111;color:#fff;border-color:#111}",
     ".icon svg{width:18px;height:18px}",
+    ".memory{display:flex;align-items:flex-start;gap:6px;padding:6px 10px;border-top:1px solid #eee;background:#fff;",
+    "max-height:76px;overflow-y:auto}",
+    ".memory[hidden]{display:none}",
+    ".memory .label{font-size:11px;color:#777;padding-top:3px;white-space:nowrap}",
+    ".chips{display:flex;flex-wrap:wrap;gap:4px;list-style:none;margin:0;padding:0}",
+    ".chip{display:inline-flex;align-items:center;gap:2px;background:#f1f1f1;border:1px solid #e4e4e4;border-radius:999px;",
+    "padding:1px 2px 1px 9px;font-size:12px;max-width:100%}",
+    ".chip span{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;max-width:190px}",
+    ".chip button{border:0;background:transparent;cursor:pointer;width:20px;height:20px;border-radius:50%;padding:0;",
+    "font-size:13px;line-height:20px;color:#555;flex:none}",
+    ".chip button:hover{background:#ddd;color:#111}",
+    ".chip button:disabled{opacity:.4;cursor:default}",
     ".attachment{display:flex;align-items:center;gap:6px;padding:6px 10px 0;font-size:12px;color:#555}",
     ".attachment[hidden]{display:none}",
     ".attachment img{width:32px;height:40px;object-fit:cover;border-radius:4px}",
@@ -88,6 +100,8 @@
     '<button type="button" class="close" aria-label="Close the shopping assistant">&#x2715;</button></header>' +
     '<div class="log" role="log" aria-live="polite" aria-label="Conversation">' +
     '<p class="hint">Ask for anything: "black dress under 40", or attach a photo to find similar items.</p></div>' +
+    '<div class="memory" role="region" aria-label="What I remember" hidden><span class="label">Remembering</span>' +
+    '<ul class="chips"></ul></div>' +
     '<div class="attachment" hidden><img alt="Attached photo preview"><span class="name"></span>' +
     '<button type="button" class="drop" aria-label="Remove the attached photo">Remove</button></div>' +
     '<form class="composer">' +
@@ -100,7 +114,7 @@
 
   function $(selector) { return root.querySelector(selector); }
   var panel = $(".panel"), bubble = $(".bubble"), log = $(".log"), form = $(".composer"), input = $("textarea");
-  var fileInput = $(".file"), attachment = $(".attachment");
+  var fileInput = $(".file"), attachment = $(".attachment"), memoryBar = $(".memory"), chipList = $(".chips");
   $("#atelier-title").textContent = TITLE;
   $("#atelier-title").append(el("small", "", "shopping assistant"));
 
@@ -164,13 +178,16 @@
     return session;
   }
 
-  async function call(path, options) {
+  // A call on the session. A POST whose session is gone (401/403/404) starts a new session and tries once
+  // more; other methods (reading or forgetting memory) make no sense on a new session and never retry.
+  async function call(path, options, method) {
+    method = method || "POST";
     for (var attempt = 0; attempt < 2; attempt++) {
       var current = await ensureSession(attempt > 0);
-      var init = Object.assign({}, options(), { method: "POST" });
+      var init = Object.assign({}, options ? options() : {}, { method: method });
       init.headers = Object.assign({ Authorization: "Bearer " + current.token }, init.headers || {});
       var response = await fetch(BASE + "/v1/sessions/" + encodeURIComponent(current.session_id) + path, init);
-      if ([401, 403, 404].indexOf(response.status) < 0 || attempt > 0) return response;
+      if (method !== "POST" || [401, 403, 404].indexOf(response.status) < 0 || attempt > 0) return response;
       saveSession(null);
     }
   }
@@ -241,8 +258,79 @@
     scrollDown();
   }
 
+  // The memory bar: one chip per remembered item, each with a × that forgets it
+  // (DELETE /v1/sessions/{id}/memory/{kind}?facet=&value=), so the next message searches without it.
+  function memoryChips(memory) {
+    var c = (memory && memory.constraints) || {}, chips = [];
+    Object.keys(c.must || {}).sort().forEach(function (facet) {
+      c.must[facet].forEach(function (v) { chips.push({ kind: "must", facet: facet, value: v, label: v, name: facet + ": " + v }); });
+    });
+    Object.keys(c.avoid || {}).sort().forEach(function (facet) {
+      c.avoid[facet].forEach(function (v) { chips.push({ kind: "avoid", facet: facet, value: v, label: "not " + v, name: facet + ": not " + v }); });
+    });
+    if (typeof c.price_min === "number") chips.push({ kind: "price_min", value: c.price_min, label: "from " + price(c.price_min) });
+    if (typeof c.price_max === "number") chips.push({ kind: "price_max", value: c.price_max, label: "under " + price(c.price_max) });
+    (memory && memory.preferences || []).forEach(function (p) { chips.push({ kind: "preference", value: p, label: p }); });
+    var seen = {};
+    (memory && memory.details || []).forEach(function (d) {
+      if (d && d.text && !seen[d.text]) { seen[d.text] = true; chips.push({ kind: "detail", value: d.text, label: "\u201c" + d.text + "\u201d" }); }
+    });
+    (memory && memory.anchors || []).forEach(function (a) {
+      if (a && a.id) chips.push({ kind: "anchor", value: a.id, label: "like " + (a.title || (a.kind === "image" ? "your photo" : a.id)) });
+    });
+    return chips;
+  }
+
+  function renderMemory(memory) {
+    var chips = memoryChips(memory);
+    chipList.replaceChildren();
+    chips.forEach(function (chip) {
+      var item = el("li", "chip");
+      item.setAttribute("data-kind", chip.kind);
+      var name = chip.name || chip.label;
+      var label = el("span", "", chip.label);
+      label.title = name;
+      var remove = el("button", "", "\u00d7");
+      remove.type = "button";
+      remove.setAttribute("aria-label", "Forget " + name);
+      remove.onclick = function () { forget(chip, remove); };
+      item.append(label, remove);
+      chipList.append(item);
+    });
+    memoryBar.hidden = !chips.length;
+  }
+
+  async function forget(chip, button) {
+    var index = [].indexOf.call(chipList.querySelectorAll(".chip button"), button);
+    button.disabled = true;
+    var query = new URLSearchParams();
+    if (chip.facet) query.set("facet", chip.facet);
+    if (chip.value != null) query.set("value", String(chip.value));
+    try {
+      var response = await call("/memory/" + encodeURIComponent(chip.kind) + "?" + query.toString(), null, "DELETE");
+      if (!response.ok) throw new Error(await errorMessage(response));
+      renderMemory((await response.json()).memory);
+      var buttons = chipList.querySelectorAll(".chip button");
+      (buttons[Math.min(index, buttons.length - 1)] || input).focus();
+    } catch (err) {
+      button.disabled = false;
+      var target = botMessage();
+      handle(target, "error", { message: err && err.message ? err.message : "Could not update the memory." });
+      target.status.remove();
+    }
+  }
+
+  async function restoreMemory() {
+    if (!session) return;
+    try {
+      var response = await call("", null, "GET");
+      if (response.ok) renderMemory((await response.json()).memory);
+    } catch (e) { /* the bar fills in with the next reply */ }
+  }
+
   function handle(target, type, data) {
-    if (type === "status") target.status.textContent = data.message || "";
+    if (type === "memory") renderMemory(data.memory);
+    else if (type === "status") target.status.textContent = data.message || "";
     else if (type === "text_delta") { target.status.textContent = ""; target.text.textContent += data.text; scrollDown(); }
     else if (type === "products") showProducts(target, data);
     else if (type === "error") {
@@ -321,7 +409,9 @@
       if (!response.ok) throw new Error(await errorMessage(response));
       button.setAttribute("aria-pressed", "true");
       other.setAttribute("aria-pressed", "false");
-      return await response.json();
+      var body = await response.json();
+      renderMemory(body.memory);
+      return body;
     } catch (err) {
       var target = botMessage();
       handle(target, "error", { message: err.message });
@@ -373,6 +463,7 @@
   $(".close").addEventListener("click", close);
   $(".new").addEventListener("click", function () {
     saveSession(null);
+    renderMemory(null);
     log.replaceChildren(el("p", "hint", "New chat. What are you looking for?"));
     input.focus();
   });
@@ -387,7 +478,7 @@
     if (event.key === "Escape" && !panel.hidden) { event.preventDefault(); close(); }
   });
 
-  function mount() { document.body.appendChild(host); }
+  function mount() { document.body.appendChild(host); restoreMemory(); }
   if (document.body) mount();
   else document.addEventListener("DOMContentLoaded", mount);
 })();
