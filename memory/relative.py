@@ -30,27 +30,28 @@ class RelativeChange:
 
 
 def cheaper(memory: SessionMemory) -> str | None:
-    """Price ceiling below the anchor (the referenced product, else the median of the results shown)."""
-    anchor = memory.anchor_price()
+    """Price ceiling below the anchor (the referenced product, else the higher of the top match's and the median
+    shown price). "Cheaper" contradicts any price floor, so the floor goes (later feedback overrides)."""
+    anchor = memory.anchor_price(max)
     if anchor is None:
         return "no price to compare with yet"
     c = memory.constraints
     ceiling = round(anchor * PRICE_STEP, 2)
     c.price_max = ceiling if c.price_max is None else min(c.price_max, ceiling)
-    if c.price_min is not None and c.price_min >= c.price_max:
-        c.price_min = None
+    c.price_min = None
     return None
 
 
 def pricier(memory: SessionMemory) -> str | None:
-    anchor = memory.anchor_price()
+    """Price floor above the anchor (the lower of the top match's and the median shown price); drops any
+    ceiling."""
+    anchor = memory.anchor_price(min)
     if anchor is None:
         return "no price to compare with yet"
     c = memory.constraints
     floor = round(anchor / PRICE_STEP, 2)
     c.price_min = floor if c.price_min is None else max(c.price_min, floor)
-    if c.price_max is not None and c.price_max <= c.price_min:
-        c.price_max = None
+    c.price_max = None
     return None
 
 

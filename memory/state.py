@@ -10,6 +10,7 @@ than the last message alone.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -101,9 +102,11 @@ class SessionMemory(BaseModel):
     def shown_item(self, product_id: str) -> ShownItem | None:
         return next((item for item in self.shown if item.id == product_id), None)
 
-    def anchor_price(self) -> float | None:
-        """The price that "cheaper" / "more expensive" is relative to: the product in focus or the
-        newest reference, else the median price of the results shown last."""
+    def anchor_price(self, pick: Callable[[float, float], float] = max) -> float | None:
+        """The price that "cheaper" / "more expensive" is relative to: the product in focus or the newest
+        reference; else, of the results shown last, ``pick`` of the top match's price (the one the reply
+        names) and the median. "Cheaper" passes ``max`` and "more expensive" ``min``, so a bound that relative
+        feedback sets never excludes what the shopper may have been comparing with."""
         if self.focus:
             item = self.shown_item(self.focus)
             if item and item.price is not None:
@@ -115,7 +118,10 @@ class SessionMemory(BaseModel):
             if anchor.kind == "product" and anchor.role == "reference" and anchor.price is not None:
                 return anchor.price
         prices = [item.price for item in self.shown if item.price is not None]
-        return statistics.median(prices) if prices else None
+        if not prices:
+            return None
+        top = self.shown[0].price if self.shown[0].price is not None else prices[0]
+        return pick(top, statistics.median(prices))
 
     def summary(self) -> dict:
         """The compact view an LLM gets (and the CLI prints): constraints and feedback, no bookkeeping."""

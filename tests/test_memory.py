@@ -79,6 +79,25 @@ def test_cheaper_than_a_referenced_product_uses_its_price():
     assert m.anchors[-1].id == "p2" and m.anchors[-1].role == "reference"
 
 
+def test_cheaper_is_below_the_top_match_when_it_costs_more_than_the_median():
+    m = SessionMemory(session_id="s")
+    say(m, "a shirt")
+    show(m, [50.0, 20.0, 22.0, 25.0])
+    say(m, "cheaper")
+    assert m.constraints.price_max == pytest.approx(45.0)  # not 0.9 x median 23.5: the top match was 50
+
+
+def test_cheaper_after_more_expensive_drops_the_floor():
+    m = SessionMemory(session_id="s")
+    say(m, "a skirt")
+    show(m, [20.0, 20.0])
+    say(m, "more expensive")
+    assert m.constraints.price_min == pytest.approx(22.22)
+    show(m, [40.0, 30.0, 25.0])
+    say(m, "cheaper")
+    assert m.constraints.price_min is None and m.constraints.price_max == pytest.approx(36.0)
+
+
 def test_pricier_raises_the_floor_and_drops_a_lower_ceiling():
     m = SessionMemory(session_id="s")
     say(m, "a dress under 30")
