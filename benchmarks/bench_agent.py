@@ -3,8 +3,8 @@
 Each shopper has a hidden target article from ``splits/hm_test_product_codes.txt``. Turn 1 is a vague request
 ("I'm looking for a dress"); every later turn is feedback written from the differences between the target and
 the results just shown — category, department, colour, pattern, price direction, a detail from the target's
-description, and, when a shown item is close, "more like the Nth one" — at most two new points per turn, up
-to 5 turns. The same shopper policy talks to three systems in one run:
+description, and, when a shown item is close, "more like the Nth one" (relative words then compare with that
+item) — at most two new points per turn, up to 5 turns. The same shopper policy talks to three systems in one run:
 
 * **cascaded memory** — the real ``Assistant`` (memory constraints + decayed text/anchor vector cascade);
 * **last message only** — hybrid search on the latest message alone;
@@ -62,9 +62,14 @@ class Shopper:
         return f"I'm looking for {with_article(category_noun(self.target))}"
 
     def feedback(self, shown: list[SearchResult]) -> str:
-        """Up to two new differences between the target and the top result, plus a pointer to a close item."""
+        """Up to two new differences between the target and the top result, plus a pointer to a close item;
+        relative words (cheaper, longer, darker, more formal) compare with the item pointed at, as a person
+        saying "more like the third one, cheaper" means cheaper than the third one."""
         t = self.target
+        close = closest(shown, t)
+        # Relative words ("cheaper", "longer") compare with the item the message points at, else the top one.
         top = shown[0] if shown else None
+        pointed = shown[close - 1] if close is not None and close > 1 else top
         points: list[tuple[str, str]] = []
 
         def differs(name: str) -> bool:
@@ -78,14 +83,14 @@ class Shopper:
             points.append(("colour", f"in {t.colour}"))
         if t.pattern in PATTERN_WORDS and differs("pattern"):
             points.append(("pattern", PATTERN_WORDS[t.pattern]))
-        if top is not None and top.price and t.price:
-            if t.price < 0.8 * top.price:
+        if pointed is not None and pointed.price and t.price:
+            if t.price < 0.8 * pointed.price:
                 points.append(("price-down", "cheaper"))
-            elif t.price > 1.25 * top.price:
+            elif t.price > 1.25 * pointed.price:
                 points.append(("price-up", "more expensive"))
-        if top is not None and top.product is not None:
+        if pointed is not None and pointed.product is not None:
             for name, (score, more, less, gap) in RELATIVE_FEEDBACK.items():
-                delta = score(t) - score(top.product)
+                delta = score(t) - score(pointed.product)
                 if abs(delta) >= gap:
                     points.append((f"{name}:{more if delta > 0 else less}", more if delta > 0 else less))
         shown_text = (top.product.description.lower() if top and top.product else "")
@@ -98,7 +103,6 @@ class Shopper:
         for key, _ in chosen:
             self.said.add(key)
         parts = [text for _, text in chosen]
-        close = closest(shown, t)
         if close is not None and close > 1:
             parts.insert(0, f"more like the {ORDINAL[close]} one")
         return ", ".join(parts) if parts else "show me more"

@@ -103,10 +103,11 @@ class SessionMemory(BaseModel):
         return next((item for item in self.shown if item.id == product_id), None)
 
     def anchor_price(self, pick: Callable[[float, float], float] = max) -> float | None:
-        """The price that "cheaper" / "more expensive" is relative to: the product in focus or the newest
-        reference; else, of the results shown last, ``pick`` of the top match's price (the one the reply
-        names) and the median. "Cheaper" passes ``max`` and "more expensive" ``min``, so a bound that relative
-        feedback sets never excludes what the shopper may have been comparing with."""
+        """The price that "cheaper" / "more expensive" is relative to: the product in focus or a reference
+        named in this turn ("like the second one but cheaper"); else, since the shopper now compares with what
+        is shown, ``pick`` of the top match's price (the one the reply names) and the median shown. "Cheaper"
+        passes ``max`` and "more expensive" ``min``, so a bound that relative feedback sets never excludes what
+        the shopper may have been comparing with."""
         if self.focus:
             item = self.shown_item(self.focus)
             if item and item.price is not None:
@@ -115,7 +116,8 @@ class SessionMemory(BaseModel):
                 if anchor.id == self.focus and anchor.price is not None:
                     return anchor.price
         for anchor in reversed(self.anchors):
-            if anchor.kind == "product" and anchor.role == "reference" and anchor.price is not None:
+            if (anchor.kind == "product" and anchor.role == "reference" and anchor.price is not None
+                    and anchor.turn == self.turn):
                 return anchor.price
         prices = [item.price for item in self.shown if item.price is not None]
         if not prices:
