@@ -195,29 +195,68 @@ def _save(path: Path, cache: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     tmp.replace(path)
 
 
-def held_out(keys: list[str], fraction: float = 0.2) -> np.ndarray:
-    """A deterministic held-out mask by product key (a stable hash, so reruns split the same way)."""
-    return np.array([zlib.crc32(k.encode()) % 1000 < fraction * 1000 for k in keys])
+def held_out(keys: list[str], fraction: float = 0.2, salt: str = "") -> np.ndarray:
+    """A deterministic held-out mask by product key (a stable hash, so reruns split the same way; another
+    ``salt`` gives an independent split, e.g. inside rows that one split already kept)."""
+    return np.array([zlib.crc32((salt + k).encode()) % 1000 < fraction * 1000 for k in keys])
+
+
+# (inverse L2 strength on standardised features, class weighting) pairs tried; picked on a held-out slice.
+# Balanced weights suit many-class fields (article types, patterns: macro-F1 counts a rare class as much as a
+# common one); unweighted suits few, overlapping classes (gender, index group). Larger C never won held-out.
+PROBE_GRID: tuple[tuple[float, str | None], ...] = ((0.02, None), (0.05, None), (0.02, "balanced"),
+                                                    (0.05, "balanced"))
 
 
 def fit_probe(attribute: str, x: np.ndarray, y: list[str], kind: str = "probe",
-              inputs: tuple[str, ...] = ("embedding",), c: float = 2.0, min_count: int = 8) -> Head | None:
-    """Multinomial logistic regression on ``x`` (classes with fewer than ``min_count`` examples dropped)."""
-    from sklearn.linear_model import LogisticRegression
+              inputs: tuple[str, ...] = ("embedding",), c: float | None = None,
+              class_weight: str | None = "balanced", keys: list[str] | None = None, min_count: int = 8,
+              grid: tuple[tuple[float, str | None], ...] = PROBE_GRID) -> Head | None:
+    """Multinomial logistic regression on standardised ``x``, folded back into one linear head.
 
+    Classes with fewer than ``min_count`` examples are dropped. With ``c=None`` the inverse regularisation
+    strength and the class weighting (``None`` or ``"balanced"``) are picked from ``grid`` by macro-F1 on a
+    held-out slice of *these* rows (split by ``keys``, e.g. product codes, so colour variants never straddle
+    it), then the probe is refitted on all rows with them; with ``c`` given, ``class_weight`` is used as is.
+    The standardisation is folded into the weights, so the head stays ``x @ W.T + b``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    x = np.asarray(x, np.float32)
     y = np.asarray(y)
     values, counts = np.unique(y[y != "unknown"], return_counts=True)
     classes = values[counts >= min_count]
     keep = np.isin(y, classes)
     if len(classes) < 2:
         return None
-    model = LogisticRegression(C=c, max_iter=300, tol=1e-3)
-    model.fit(x[keep], y[keep])
-    weight, bias = model.coef_.astype(np.float32), model.intercept_.astype(np.float32)
+    mean = x[keep].mean(axis=0)
+    scale = np.maximum(x[keep].std(axis=0), 1e-3)
+    z = (x - mean) / scale
+
+    def fit(rows: np.ndarray, strength: float, weighting: str | None):
+        return LogisticRegression(C=strength, max_iter=300, tol=1e-3, class_weight=weighting).fit(z[rows], y[rows])
+
+    if c is None:
+        val = held_out(keys if keys is not None else [str(i) for i in range(len(y))], salt="probe-settings:")
+        train_rows, val_rows = keep & ~val, keep & val
+        if len(np.unique(y[train_rows])) == len(classes) and val_rows.sum() >= 20:
+            scores = {}
+            for setting in grid:
+                pred = fit(train_rows, *setting).predict(z[val_rows])
+                scores[setting] = f1_score(y[val_rows], pred, average="macro", labels=np.unique(y[val_rows]),
+                                           zero_division=0)
+            c, class_weight = max(scores, key=scores.get)
+        else:
+            c, class_weight = grid[-1]
+    model = fit(keep, c, class_weight)
+    weight = (model.coef_ / scale).astype(np.float32)
+    bias = (model.intercept_ - weight @ mean).astype(np.float32)
     if len(model.classes_) == 2:
         weight, bias = np.vstack([-weight / 2, weight / 2]), np.array([-bias[0] / 2, bias[0] / 2], np.float32)
-    return Head(attribute=attribute, kind=kind, classes=[str(c) for c in model.classes_], inputs=inputs,
-                weight=weight, bias=bias)
+    return Head(attribute=attribute, kind=kind, classes=[str(v) for v in model.classes_], inputs=inputs,
+                weight=weight, bias=bias,
+                metrics={"c": float(c), "balanced": float(class_weight == "balanced")})
 
 
 def calibrate(head: Head, x: np.ndarray, y: list[str], target: float) -> Head:
@@ -239,6 +278,7 @@ def calibrate(head: Head, x: np.ndarray, y: list[str], target: float) -> Head:
     head.threshold = choose_threshold(conf, correct, target)
     kept = conf >= head.threshold
     head.metrics = {
+        **{k: v for k, v in head.metrics.items() if k in ("c", "balanced")},
         "val_n": int(keep.sum()),
         "val_accuracy": round(float(correct.mean()), 4),
         "val_macro_f1": round(float(f1_score(labels, pred, average="macro", labels=np.unique(labels))), 4),
@@ -289,7 +329,9 @@ def training_set(datasets: Path, encoder, fpi_limit: int = 12000, seed: int = 0,
 
 def train_heads(encoder=None, datasets: Path | None = None, fpi_limit: int = 12000,
                 log: Callable[[str], None] = print) -> HeadSet:
-    """Probe, zero-shot and (colour) pixel heads for every attribute, calibrated; the best kind is the default."""
+    """Probe, fusion, zero-shot and (colour) pixel heads for every attribute, calibrated; the best kind on the
+    held-out slice is the default. Probe settings are picked inside the training rows (``fit_probe``), so the
+    held-out slice only calibrates and chooses the kind."""
     from tools.attributes import encoder_fingerprint, load_attribute_config, zero_shot_head
     from tools.encoders import load_encoder
 
@@ -297,19 +339,20 @@ def train_heads(encoder=None, datasets: Path | None = None, fpi_limit: int = 120
     datasets = datasets or get_settings().datasets
     config = load_attribute_config()
     frame, features = training_set(datasets, encoder, fpi_limit, log=log)
-    val = held_out(frame["product_key"].tolist())
+    keys = frame["product_key"].to_numpy()
+    val = held_out(list(keys))
     heads = HeadSet(encoder=encoder.name, fingerprint=encoder_fingerprint(encoder),
                     notes={"train_items": int((~val).sum()), "val_items": int(val.sum()),
                            "fpi_limit": fpi_limit, "target_precision": config.target_precision})
     for name, spec in config.specs.items():
         y = frame[name].to_numpy()
         candidates: list[Head] = [zero_shot_head(encoder, spec)]
-        kinds = [("probe", ("embedding",))]
+        kinds = [("probe", ("embedding",)), ("fusion", ("embedding", "pixels"))]
         if name == "colour":
-            kinds += [("pixels", ("pixels",)), ("fusion", ("embedding", "pixels"))]
+            kinds += [("pixels", ("pixels",))]
         for kind, inputs in kinds:
             x = np.hstack([features[i] for i in inputs])
-            head = fit_probe(name, x[~val], list(y[~val]), kind, inputs)
+            head = fit_probe(name, x[~val], list(y[~val]), kind, inputs, keys=list(keys[~val]))
             if head is not None:
                 candidates.append(head)
         for head in candidates:
