@@ -135,13 +135,14 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=None, help="Test items per catalog (default: the whole split).")
-    parser.add_argument("--fpi-train", type=int, default=12000, help="FPI training items (non-test) for probes.")
+    parser.add_argument("--fpi-train", type=int, default=12000,
+                        help="FPI training items (non-test) for probes (0 = all).")
     args = parser.parse_args(argv or [])
     encoder = load_encoder()
     log = lambda m: print(m, flush=True)  # noqa: E731
     rows, test_frames, test_feats = [], [], []
     for catalog, fields, n_train in (("hm", HM_FIELDS, None), ("fpi", FPI_FIELDS, args.fpi_train)):
-        train = sample(catalog_items(catalog, split="train"), n_train)
+        train = sample(catalog_items(catalog, split="train"), n_train or None)
         test = sample(catalog_items(catalog, split="test"), args.n)
         emb_tr, pix_tr = image_features(train, encoder, log=log)
         emb_te, pix_te = image_features(test, encoder, log=log)
