@@ -250,7 +250,7 @@ def attributes(
 
 @app.command("train-probes")
 def train_probes_command(
-    fpi_limit: int = typer.Option(12000, help="FPI training photos sampled (0 = all non-test)."),
+    fpi_limit: int = typer.Option(0, help="FPI training photos sampled (0 = all non-test, as shipped)."),
     out: Optional[Path] = typer.Option(None, help="Output file (default tools/probes/probes.json)."),
 ) -> None:
     """Train and calibrate the attribute probes on non-test catalog items (embeddings are cached)."""

@@ -299,7 +299,7 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     return float(total)
 
 
-def training_set(datasets: Path, encoder, fpi_limit: int = 12000, seed: int = 0,
+def training_set(datasets: Path, encoder, fpi_limit: int = 0, seed: int = 0,
                  log: Callable[[str], None] = print) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Labels and features of every non-test H&M item plus a random sample of non-test FPI items."""
     from tools.attributes import load_attribute_config
@@ -327,7 +327,7 @@ def training_set(datasets: Path, encoder, fpi_limit: int = 12000, seed: int = 0,
     return pd.concat(frames), {"embedding": np.vstack(embs), "pixels": np.vstack(pixs)}
 
 
-def train_heads(encoder=None, datasets: Path | None = None, fpi_limit: int = 12000,
+def train_heads(encoder=None, datasets: Path | None = None, fpi_limit: int = 0,
                 log: Callable[[str], None] = print) -> HeadSet:
     """Probe, fusion, zero-shot and (colour) pixel heads for every attribute, calibrated; the best kind on the
     held-out slice is the default. Probe settings are picked inside the training rows (``fit_probe``), so the
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="Train the attribute probes (non-test items only).")
-    parser.add_argument("--fpi-limit", type=int, default=12000, help="FPI training items sampled (0 = all).")
+    parser.add_argument("--fpi-limit", type=int, default=0, help="FPI training items sampled (0 = all).")
     parser.add_argument("--out", type=Path, default=DEFAULT_PROBES)
     args = parser.parse_args(argv)
     heads = train_heads(fpi_limit=args.fpi_limit, log=lambda m: print(m, flush=True))
