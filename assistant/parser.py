@@ -474,15 +474,20 @@ def rule_compare(parser: TurnParser, s: _State, c: ParseContext) -> str | None:
     return None
 
 
-# "what is this made of?" asks one property (a product question), not "what is this?".
-ASKS_PROPERTY = re.compile(r"\b(?:made\s+(?:of|from|out\s+of)|material|fabric|wash\w*|care|cost|price|size|sizes)\b")
+def asks_listing_property(text: str) -> bool:
+    """ "What is this made of?" asks a property only a listing states (material, care, price, size: the question
+    types of ``prompts/vqa.yaml`` with no visual attribute), so it is a product question, not "what is this?"."""
+    from tools.vqa import load_vqa_config
+
+    types = load_vqa_config().types.values()
+    return any(rule.search(text) for t in types if t.visual is None for rule in t.rules)
 
 
 @decision
 def rule_describe(parser: TurnParser, s: _State, c: ParseContext) -> str | None:
     if not (c.has_image or (c.has_reference and not s.references)):
         return None
-    if parser.vocab.rules["describe"].search(s.text) and not s.references and not ASKS_PROPERTY.search(s.text):
+    if parser.vocab.rules["describe"].search(s.text) and not s.references and not asks_listing_property(s.text):
         return "describe" if c.has_image or PRONOUNS.search(s.text) else None
     return None
 

@@ -67,7 +67,6 @@ class Shopper:
         saying "more like the third one, cheaper" means cheaper than the third one."""
         t = self.target
         close = closest(shown, t)
-        # Relative words ("cheaper", "longer") compare with the item the message points at, else the top one.
         top = shown[0] if shown else None
         pointed = shown[close - 1] if close is not None and close > 1 else top
         points: list[tuple[str, str]] = []
