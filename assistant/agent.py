@@ -21,26 +21,27 @@ from typing import Any
 
 from PIL import Image
 
-from assistant.agent_tools import UPLOADED, CapabilityUnavailable, TextVectors, ToolContext, build_tools
-from assistant.events import (DoneEvent, ErrorEvent, Event, MemoryEvent, ProductsEvent, StatusEvent,
-                              TextDeltaEvent, ToolCallEvent)
-from assistant.parser import ParseContext, TurnIntent, TurnParser, get_parser
-from assistant.replies import item_text, price_text, render, results_reply, templates, what_text
-from assistant.settings import Settings, get_settings
-from memory import (FORGET_KINDS, CascadeWeights, ForgetError, NotRemembered,  # noqa: F401 - re-exported
-                    SessionMemory, SessionNotFound, SessionStore, TurnRecord, TurnUpdate, apply_feedback, apply_turn,
-                    forget_item, record_shown)
-from tools.schema import UNKNOWN, SearchResult
-from tools.search import ProductSearch
+from atelier.assistant.agent_tools import UPLOADED, CapabilityUnavailable, TextVectors, ToolContext, build_tools
+from atelier.assistant.events import (DoneEvent, ErrorEvent, Event, MemoryEvent, ProductsEvent, StatusEvent,
+    TextDeltaEvent)
+from atelier.assistant.parser import ParseContext, TurnIntent, TurnParser, get_parser
+from atelier.assistant.replies import item_text, price_text, render, results_reply, templates, what_text
+from atelier.memory import (FEEDBACK_KINDS, FORGET_KINDS, CascadeWeights, ForgetError, NotRemembered, SessionMemory, SessionNotFound,  # noqa: F401 - re-exported
+    SessionStore, TurnRecord, TurnUpdate, apply_feedback, apply_turn, forget_item, record_shown)
+from atelier.tools.errors import InputError
+from atelier.tools.schema import UNKNOWN, SearchResult
+from atelier.tools.search import ProductSearch
+from atelier.tools.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-FEEDBACK_KINDS = ("like", "dislike", "more_like_this")
 HISTORY_TURNS = 6
 
 
-class FeedbackError(ValueError):
+class FeedbackError(InputError):
     """A click the assistant cannot apply (unknown kind)."""
+
+    code = "bad_feedback"
 
 
 @dataclass
@@ -144,7 +145,7 @@ class Assistant:
 
     def export(self, session_id: str) -> dict[str, Any]:
         """The session as a replay conversation (see ``assistant.replay``)."""
-        from assistant.replay import export_session
+        from atelier.assistant.session_export import export_session
 
         return export_session(self.sessions.turns(session_id), self.settings)
 
@@ -301,7 +302,7 @@ class Assistant:
         """Load and keep an uploaded photo: (image, key, reference for the log)."""
         if image is None:
             return None, None, None
-        from tools.images import load_image
+        from atelier.tools.images import load_image
 
         reference = None
         if isinstance(image, Image.Image):
@@ -352,21 +353,21 @@ class Assistant:
         if self.settings.llm == "none":
             return None
         try:
-            from assistant.llm import get_llm
+            from atelier.assistant.llm import get_llm
         except ImportError:
             return None
         self._llm = get_llm(self.settings)
         return self._llm
 
     def _llm_reply(self, backend: Any, turn: Turn) -> Generator[Event, None, str]:
-        from assistant.grounding import GroundedStream
-        from assistant.llm.base import ReplyContext
+        from atelier.assistant.grounding import GroundedStream
+        from atelier.assistant.llm.base import ReplyContext
 
         summary = turn.memory.summary()
         context = ReplyContext(intent=turn.intent.intent, results=turn.results, memory=summary,
                                template_reply=turn.template, user_message=turn.message, facts=turn.ctx.facts)
         try:
-            from assistant.llm.prompts import system_prompt
+            from atelier.assistant.llm.prompts import system_prompt
 
             system = system_prompt()
         except ImportError:
@@ -400,9 +401,9 @@ def _chunks(text: str, words: int = 4) -> Iterator[str]:
 
 
 def _error_message(exc: Exception) -> tuple[str, str]:
-    from tools.encoders import EncoderError
-    from tools.images import ImageError
-    from tools.store import StoreError
+    from atelier.tools.encoders import EncoderError
+    from atelier.tools.images import ImageError
+    from atelier.tools.store import StoreError
 
     if isinstance(exc, ImageError):
         return str(exc), "bad_image"
@@ -538,7 +539,7 @@ def _restore_image(turn: Turn) -> bool:
     anchor = next((a for a in reversed(turn.memory.anchors) if a.kind == "image"), None)
     if anchor is None or not anchor.image_path or not Path(anchor.image_path).is_file():
         return False
-    from tools.images import load_image
+    from atelier.tools.images import load_image
 
     turn.ctx.image = load_image(anchor.image_path)
     return True
@@ -565,7 +566,7 @@ def handle_outfit(turn: Turn) -> Iterator[Event]:
     must = turn.intent.must
     target = (must.get("group") or [None])[0]
     if target is None and must.get("category"):
-        from tools.taxonomy import get_taxonomy
+        from atelier.tools.taxonomy import get_taxonomy
 
         target = get_taxonomy().group_of(must["category"][0])
     args: dict[str, Any] = {"product_ids": [] if subject == UPLOADED else [subject], "k": 3 if target is None else 5}
@@ -709,7 +710,7 @@ def route_with_model(turn: Turn, model: Any) -> Generator[Event, None, bool]:
     """Let a tool-calling chat model pick the tool and its arguments (the memory was already updated by the
     parser, and ``search_products`` composes the memory's cascade). Returns False when the model called no
     tool or failed, so the deterministic handler runs instead."""
-    from assistant.agent_tools import run_tool_agent
+    from atelier.assistant.agent_tools import run_tool_agent
 
     try:
         yield from run_tool_agent(model, turn.ctx, turn.message, tool_system_prompt(turn))

@@ -21,20 +21,21 @@ import numpy as np
 from langchain_core.tools import BaseTool, StructuredTool
 from PIL import Image
 
-from assistant.events import Event, ToolCallEvent
-from memory import CascadeWeights, ComposedQuery, SessionMemory, compose_query, rerank
-from memory.state import Anchor
-from tools.query_parser import SearchFilters
-from tools.schema import Product, SearchResult
-from tools.search import ProductSearch
+from atelier.assistant.events import Event, ToolCallEvent
+from atelier.memory import CascadeWeights, ComposedQuery, SessionMemory, compose_query, rerank
+from atelier.memory.state import Anchor
+from atelier.tools.query_parser import SearchFilters
+from atelier.tools.schema import Product, SearchResult
+from atelier.tools.search import ProductSearch
+from atelier.tools.vectors import unit
 
 UPLOADED = "uploaded"
 
 CAPABILITIES: dict[str, tuple[str, str, str]] = {
-    "composed_search": ("tools.composed", "composed_search", "Search by photo or product plus a change"),
-    "extract_attributes": ("tools.attributes", "extract_attributes", "Reading attributes from a photo"),
-    "answer_question": ("tools.vqa", "answer_question", "Answering questions about a product"),
-    "complete_outfit": ("tools.outfit", "complete_outfit", "Outfit completion"),
+    "composed_search": ("atelier.tools.composed", "composed_search", "Search by photo or product plus a change"),
+    "extract_attributes": ("atelier.tools.attributes", "extract_attributes", "Reading attributes from a photo"),
+    "answer_question": ("atelier.tools.vqa", "answer_question", "Answering questions about a product"),
+    "complete_outfit": ("atelier.tools.outfit", "complete_outfit", "Outfit completion"),
 }
 
 
@@ -136,14 +137,14 @@ class ToolContext:
             return {}
         image = self.engine.store.vectors(ids, "image")
         text = self.engine.store.vectors(ids, "text")
-        return {pid: _unit(_unit(image[pid]) + _unit(text[pid])) if pid in text else image[pid] for pid in image}
+        return {pid: unit(unit(image[pid]) + unit(text[pid])) if pid in text else image[pid] for pid in image}
 
     def _image_vector(self, anchor: Anchor) -> np.ndarray | None:
         if anchor.id in self.image_vectors:
             return self.image_vectors[anchor.id]
         image = self.image if anchor.id == self.memory.image and self.image is not None else None
         if image is None and anchor.image_path:
-            from tools.images import ImageError, load_image
+            from atelier.tools.images import ImageError, load_image
 
             try:
                 image = load_image(anchor.image_path)
@@ -170,15 +171,11 @@ def diversify(results: list[SearchResult], k: int, per_product: int = 2) -> list
     counts: dict[str, int] = {}
     first, later = [], []
     for r in results:
-        key = str((r.product.attributes.get("product_code") if r.product else None) or r.id)
+        key = (r.product.family if r.product else None) or r.id
         counts[key] = counts.get(key, 0) + 1
         (first if counts[key] <= per_product else later).append(r)
     return (first + later)[:k]
 
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32)
-    return v / max(float(np.linalg.norm(v)), 1e-9)
 
 
 def _jsonable(value: Any) -> Any:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from tools.schema import SearchResult
+from atelier.tools.schema import SearchResult
 
 
 class StatusEvent(BaseModel):

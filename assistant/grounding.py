@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tools.schema import SearchResult
+from atelier.tools.schema import SearchResult
 
 __all__ = ["GroundedReply", "GroundedStream", "as_data", "ground_reply", "looks_like_injection", "sanitize"]
 

@@ -13,21 +13,18 @@ import logging
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, Field
 
-from assistant.settings import PROMPTS_DIR
-from tools.query_parser import parse_price
-from tools.taxonomy import Mention, Taxonomy, get_taxonomy
+from atelier.memory.intent import INTENTS, IntentName, ParseContext, TurnIntent  # noqa: F401 - re-exported
+from atelier.tools.query_parser import parse_price
+from atelier.tools.settings import PROMPTS_DIR
+from atelier.tools.taxonomy import Mention, Taxonomy, get_taxonomy
 
 log = logging.getLogger(__name__)
 
-IntentName = Literal["search", "refine", "composed", "outfit", "question", "describe", "compare", "help",
-                     "start_over"]
-INTENTS: tuple[str, ...] = IntentName.__args__  # type: ignore[attr-defined]
 EMBEDDING_FLOOR = 0.62
 
 ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
@@ -43,54 +40,6 @@ POSITIVE_AFTER = re.compile(r"\s*(?:ones?|only|instead|please|is better|would be
 CHAT_FILLER = {"there", "you", "so", "much", "very", "a", "lot", "again", "all", "that's", "thats", "it", "is",
                "oh", "ah", "and", "well", "bot", "atelier", "guys", "folks"}
 PRONOUNS = re.compile(r"\b(?:it|this|that|this one|that one|these|those|they|them|its|it's|one you showed)\b")
-
-
-class TurnIntent(BaseModel):
-    """One message, parsed: the intent, constraint changes, relative feedback and result references.
-
-    ``references`` are 1-based ranks into the results shown last (-1: the last one); ``similar`` are the
-    ranks the shopper wants "more like", ``like`` / ``dislike`` the ranks they reacted to. ``allow`` lifts
-    earlier exclusions ("black is fine"). ``details`` are the message's descriptive words beyond taxonomy
-    facets ("with long sleeves", "for a party"): the text the memory cascade embeds.
-    """
-
-    intent: IntentName
-    text: str
-    details: str = ""
-    change: str = ""
-    must: dict[str, list[str]] = Field(default_factory=dict)
-    avoid: dict[str, list[str]] = Field(default_factory=dict)
-    allow: dict[str, list[str]] = Field(default_factory=dict)
-    price_min: float | None = None
-    price_max: float | None = None
-    relative: list[str] = Field(default_factory=list)
-    references: list[int] = Field(default_factory=list)
-    similar: list[int] = Field(default_factory=list)
-    like: list[int] = Field(default_factory=list)
-    dislike: list[int] = Field(default_factory=list)
-    this: bool = False
-    show_more: bool = False
-    new_topic: bool = False
-    question: str | None = None
-    source: Literal["rule", "embedding", "default"] = "rule"
-    score: float = 1.0
-
-    def has_change(self) -> bool:
-        """Whether the message asks for something different (facets, price, relative feedback)."""
-        return bool(self.must or self.avoid or self.allow or self.relative or self.price_min is not None
-                    or self.price_max is not None)
-
-
-class ParseContext(BaseModel):
-    """What the parser needs to know about the conversation so far."""
-
-    has_results: bool = False
-    n_shown: int = 0
-    has_image: bool = False
-    has_reference: bool = False
-    photo_in_focus: bool = False
-    category: list[str] = Field(default_factory=list)
-    group: list[str] = Field(default_factory=list)
 
 
 @dataclass
@@ -382,7 +331,7 @@ class TurnParser:
     def _get_encoder(self) -> Any | None:
         if self._encoder is None and self.use_embeddings:
             try:
-                from tools.encoders import load_encoder
+                from atelier.tools.encoders import load_encoder
 
                 self._encoder = load_encoder()
             except Exception as exc:  # noqa: BLE001 - the rules still work without embeddings
@@ -477,7 +426,7 @@ def rule_compare(parser: TurnParser, s: _State, c: ParseContext) -> str | None:
 def asks_listing_property(text: str) -> bool:
     """ "What is this made of?" asks a property only a listing states (material, care, price, size: the question
     types of ``prompts/vqa.yaml`` with no visual attribute), so it is a product question, not "what is this?"."""
-    from tools.vqa import load_vqa_config
+    from atelier.tools.vqa import load_vqa_config
 
     types = load_vqa_config().types.values()
     return any(rule.search(text) for t in types if t.visual is None for rule in t.rules)

@@ -11,10 +11,10 @@ from typing import Any
 
 import yaml
 
-from assistant.settings import PROMPTS_DIR
-from memory.compose import describe_constraints
-from memory.state import Constraints
-from tools.schema import UNKNOWN, SearchResult
+from atelier.memory.compose import describe_constraints
+from atelier.memory.state import Constraints
+from atelier.tools.schema import UNKNOWN, SearchResult
+from atelier.tools.settings import PROMPTS_DIR
 
 
 class _Blank(dict):

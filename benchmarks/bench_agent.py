@@ -34,9 +34,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistant.settings import Settings, get_settings, override_settings
+from atelier.tools.schema import UNKNOWN, Product, SearchResult
+from atelier.tools.settings import Settings, get_settings, override_settings
 from benchmarks.common import BENCH_HOME, hm_test_product_codes, percentile, print_table
-from tools.schema import UNKNOWN, Product, SearchResult
 
 ORDINAL = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth", 7: "seventh", 8: "eighth",
            9: "ninth", 10: "tenth"}
@@ -114,7 +114,7 @@ PLURAL_NOUNS = {"trousers", "jeans", "shorts", "leggings", "sneakers", "boots", 
 
 def _relative_feedback() -> dict[str, tuple[Callable[[Product], float], str, str, float]]:
     """FashionIQ-style relative captions: (score, word when the target scores higher, word when lower, gap)."""
-    from memory.relative import formality, length, lightness
+    from atelier.memory.relative import formality, length, lightness
 
     return {"length": (length, "longer", "shorter", 2.0),
             "lightness": (lightness, "lighter", "darker", 0.3),
@@ -172,7 +172,7 @@ class Cascaded(System):
         self.session = self.assistant.new_session()
 
     def turn(self, message: str) -> list[SearchResult]:
-        from assistant.events import ProductsEvent
+        from atelier.assistant.events import ProductsEvent
 
         started = time.perf_counter()
         results: list[SearchResult] = []
@@ -199,7 +199,7 @@ class LastMessage(System):
         self.latency: list[float] = []
 
     def turn(self, message: str) -> list[SearchResult]:
-        from assistant.agent_tools import diversify
+        from atelier.assistant.agent_tools import diversify
 
         started = time.perf_counter()
         results = diversify(self.engine.search(message, k=30), 10)
@@ -236,7 +236,7 @@ def dialogue(system: System, target: Product, turns: int) -> tuple[int | None, l
 # ---- setup ----------------------------------------------------------------------------------------------
 def _count(settings: Settings) -> int:
     try:
-        from tools.store import open_store
+        from atelier.tools.store import open_store
 
         return open_store(settings).count()
     except Exception:  # noqa: BLE001 - any unreadable store counts as missing
@@ -304,8 +304,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     home = Path(tempfile.mkdtemp(prefix="bench-agent-"))
     settings = override_settings(**(settings.model_dump() | {"home": home, "db": home / "bench.db"}))
-    from assistant.agent import Assistant
-    from memory import CascadeWeights
+    from atelier.assistant.agent import Assistant
+    from atelier.memory import CascadeWeights
 
     overrides = dict(kv.split("=") for kv in args.weights.split(",") if kv)
     weights = CascadeWeights(**{k: float(v) for k, v in overrides.items()})

@@ -57,7 +57,7 @@ def sample(items, n: int | None, seed: int = 0):
 
 
 def zero_shot_predict(encoder, field: str, classes: list[str], emb: np.ndarray) -> list[str]:
-    from tools.attributes import AttributeSpec, zero_shot_head
+    from atelier.tools.attributes import AttributeSpec, zero_shot_head
 
     spec = AttributeSpec(field, classes, {c: [c.lower().replace("/", " or ")] for c in classes}, TEMPLATES[field])
     head = zero_shot_head(encoder, spec)
@@ -65,7 +65,7 @@ def zero_shot_predict(encoder, field: str, classes: list[str], emb: np.ndarray) 
 
 
 def field_rows(encoder, catalog: str, fields: tuple[str, ...], train, test, feats_train, feats_test) -> list[list]:
-    from tools.probes.train import fit_probe
+    from atelier.tools.training.probes import fit_probe
 
     rows = []
     for field in fields:
@@ -100,7 +100,7 @@ def shipped_rows(extractor, test_frames, feats) -> list[list]:
     """The shipped heads in the taxonomy's vocabulary, each kind, on the test items (H&M + FPI together)."""
     from sklearn.metrics import f1_score
 
-    from tools.probes.train import expected_calibration_error
+    from atelier.tools.training.probes import expected_calibration_error
 
     rows = []
     for name in extractor.config.specs:
@@ -129,9 +129,9 @@ def shipped_rows(extractor, test_frames, feats) -> list[list]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from tools.attributes import AttributeExtractor, load_attribute_config
-    from tools.encoders import load_encoder
-    from tools.probes.train import catalog_items, image_features, text_labels
+    from atelier.tools.attributes import AttributeExtractor, load_attribute_config
+    from atelier.tools.encoders import load_encoder
+    from atelier.tools.training.probes import catalog_items, image_features, text_labels
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=None, help="Test items per catalog (default: the whole split).")

@@ -41,7 +41,7 @@ KS = (1, 10, 50)
 
 
 def colour_phrase(raw: str, family: str) -> str:
-    from tools.taxonomy import get_taxonomy
+    from atelier.tools.taxonomy import get_taxonomy
 
     found = get_taxonomy().find_mentions(raw.lower(), ("colour",))
     return raw.lower() if found and found[0].value == family else family
@@ -83,14 +83,14 @@ def build_pairs(products, split_codes: set[str], limit: int | None, seed: int = 
 
 def catalog_index(encoder, log=print):
     """Every H&M article with its image and product-text embeddings (cached), as a ``MatrixIndex``."""
-    from assistant.settings import get_settings
-    from tools.attributes import encoder_fingerprint
-    from tools.composed import MatrixIndex
-    from tools.probes.train import catalog_items, image_features
+    from atelier.tools.attributes import encoder_fingerprint
+    from atelier.tools.composed import MatrixIndex
+    from atelier.tools.settings import get_settings
+    from atelier.tools.training.probes import catalog_items, image_features
 
     items = catalog_items("hm", split="all")
     images, _ = image_features(items, encoder, log=log)
-    from tools.catalogs import Reject, read_catalog
+    from atelier.tools.catalogs import Reject, read_catalog
 
     products = {p.id: p for p in read_catalog(get_settings().datasets / "hm", "hm") if not isinstance(p, Reject)}
     ordered = [products[i] for i in items.ids]
@@ -135,8 +135,8 @@ def composed_ranks(engine, pairs: list[dict], references: dict | None = None) ->
 def photo_references(index, pairs: list[dict]) -> dict:
     """The reference as an uploaded photo would be: its embedding and ``extract_attributes`` — no listing, no
     title (the id only keeps the reference itself out of the results)."""
-    from tools.attributes import get_extractor
-    from tools.composed import FACETS, Reference
+    from atelier.tools.attributes import get_extractor
+    from atelier.tools.composed import FACETS, Reference
 
     ids = sorted({p["ref"] for p in pairs})
     vectors = index.matrix["image"][[index.position[i] for i in ids]]
@@ -151,7 +151,7 @@ def recall(ranks: list[int | None], k: int) -> float:
 
 def tune(engine, pairs: list[dict]) -> None:
     """Grid search of the re-ranking weights on (non-test) pairs: candidates scored once, re-weighted many times."""
-    from tools.composed import parse_change
+    from atelier.tools.composed import parse_change
 
     cached = []
     for pair in pairs:
@@ -177,7 +177,7 @@ def tune(engine, pairs: list[dict]) -> None:
             rank = int((scores > scores[target]).sum()) + 1
             ranks.append(rank if rank <= 50 else None)
         rows.append([*weights, recall(ranks, 1), recall(ranks, 10), recall(ranks, 50)])
-    from tools.composed import DEFAULT_WEIGHTS as d
+    from atelier.tools.composed import DEFAULT_WEIGHTS as d
 
     current = [r for r in rows if r[:4] == [d.image, d.target_image, d.target_text, d.attributes]]
     rows.sort(key=lambda r: -(r[4] + r[5]))
@@ -186,9 +186,9 @@ def tune(engine, pairs: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from tools.composed import ComposedSearch
-    from tools.encoders import load_encoder
-    from tools.probes.train import test_split
+    from atelier.tools.composed import ComposedSearch
+    from atelier.tools.encoders import load_encoder
+    from atelier.tools.training.probes import test_split
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="Pairs sampled (default 1000).")
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv or [])
     import torch
 
-    from assistant.settings import get_settings
+    from atelier.tools.settings import get_settings
 
     torch.set_num_threads(1)  # one query at a time: more threads only fight over 2 shared cores
     encoder = load_encoder()

@@ -21,18 +21,18 @@ import time
 import numpy as np
 import torch
 
-from assistant.settings import get_settings
-from tools.encoders.evaluate import cross_modal_recall
-from tools.encoders.features import extract
-from tools.encoders.heads import DEFAULT_WEIGHTS, CompactConfig, CompactWeights
-from tools.encoders.train import Model, evaluate_model, train_compact
+from atelier.tools.encoders.heads import DEFAULT_WEIGHTS, CompactConfig, CompactWeights
+from atelier.tools.settings import get_settings
+from atelier.tools.training.encoder import Model, evaluate_model, train_compact
+from atelier.tools.training.evaluate import cross_modal_recall
+from atelier.tools.training.features import extract
 
 STACK_MD = {"STACK.md frozen MLP (reference)": {"t2i_R@1": 0.035, "t2i_R@10": 0.214}}
 
 
 def _untrained(hm, fpi, config: CompactConfig) -> dict[str, float]:
     """The shipped architecture (same inputs, standardisation) with a randomly initialised head."""
-    from tools.encoders.train import _set_standardisation
+    from atelier.tools.training.encoder import _set_standardisation
 
     torch.manual_seed(0)
     config = config.model_copy(update={"tuned_tail": False, "text_adapter": False})
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="skip the frozen-MLP retraining row")
     parser.add_argument("--extract", action="store_true", help="extract missing features first (slow)")
     args, _ = parser.parse_known_args(argv if argv is not None else sys.argv[1:])
-    from tools.encoders.compact import tail_factory
+    from atelier.tools.encoders.compact import tail_factory
 
     settings = get_settings()
     shipped = CompactWeights.load(DEFAULT_WEIGHTS, tail_factory)

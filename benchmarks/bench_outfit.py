@@ -44,7 +44,7 @@ def embedding_parts(bank, questions, kind: str) -> list[dict[str, np.ndarray]]:
 
 
 def fitb_rows(scorer, bank, questions, fallback_blend: dict[str, float]) -> list[list[object]]:
-    from tools.outfit_train import fitb_accuracy, question_parts
+    from atelier.tools.training.outfit import fitb_accuracy, question_parts
 
     parts = question_parts(scorer, bank, questions)
     methods: dict[str, float | None] = {
@@ -72,7 +72,7 @@ def fitb_rows(scorer, bank, questions, fallback_blend: dict[str, float]) -> list
 
 
 def per_group(scorer, bank, questions) -> list[list[object]]:
-    from tools.outfit_train import fitb_accuracy, question_parts
+    from atelier.tools.training.outfit import fitb_accuracy, question_parts
 
     parts = question_parts(scorer, bank, questions)
     emb = embedding_parts(bank, questions, "text")
@@ -87,7 +87,7 @@ def per_group(scorer, bank, questions) -> list[list[object]]:
 
 
 def slot_sanity(search, data, n: int = SANITY_ANCHORS) -> list[list[object]]:
-    from tools.outfit import OutfitCompleter, filled_slots, plausible_slots
+    from atelier.tools.outfit import OutfitCompleter, filled_slots, plausible_slots
 
     completer = OutfitCompleter(search.store, search.encoder)
     rng = random.Random(0)
@@ -131,19 +131,20 @@ def store_vectors(store, ids: list[str], kind: str) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from tools.outfit_model import encoder_fingerprint, load_scorer
-    from tools.outfit_train import FeatureBank, catalog_vectors, fitb_questions, load_outfit_data, multi_group
-    from tools.search import ProductSearch
+    from atelier.tools.outfit_model import load_scorer, text_space_fingerprint
+    from atelier.tools.search import ProductSearch
+    from atelier.tools.training.outfit import (FeatureBank, catalog_vectors, fitb_questions, load_outfit_data,
+        multi_group)
 
     args = list(argv or [])
     if "--store" in args:  # a copy of the benchmark store (Chroma stores are not safe to share between processes)
-        from assistant.settings import override_settings
+        from atelier.tools.settings import override_settings
 
         settings = override_settings(store=Path(args[args.index("--store") + 1]), encoder="compact")
     else:
         settings = full_hm_settings()
     search = ProductSearch.from_settings(settings)
-    scorer = load_scorer(encoder_fingerprint=encoder_fingerprint(search.encoder))
+    scorer = load_scorer(encoder_fingerprint=text_space_fingerprint(search.encoder))
     data = load_outfit_data(settings.datasets)
     ids = sorted(data.products)
     text, image = store_vectors(search.store, ids, "text"), store_vectors(search.store, ids, "image")

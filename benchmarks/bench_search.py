@@ -8,10 +8,9 @@ import random
 import sys
 import time
 from collections import Counter
-
 from pathlib import Path
 
-from assistant.settings import override_settings
+from atelier.tools.settings import override_settings
 from benchmarks.common import full_hm_settings, percentile, print_table
 
 GENDER_PHRASES = {"women": "for women", "men": "for men", "kids": "for kids"}
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = override_settings(store=Path(argv[argv.index("--store") + 1]))
     else:
         settings = full_hm_settings()
-    from tools.search import ProductSearch
+    from atelier.tools.search import ProductSearch
 
     engine = ProductSearch.from_settings(settings)
     metas = [meta for _, meta, _ in engine.store.iter_metadata()]

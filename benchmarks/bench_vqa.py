@@ -77,11 +77,11 @@ def judge(answer, expected) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from assistant.settings import get_settings
-    from tools.attributes import get_extractor
-    from tools.catalogs import CatalogOptions, Reject, read_catalog
-    from tools.probes.train import catalog_items
-    from tools.vqa import answer_from_listing, answer_from_photo
+    from atelier.tools.attributes import get_extractor
+    from atelier.tools.catalogs import CatalogOptions, Reject, read_catalog
+    from atelier.tools.settings import get_settings
+    from atelier.tools.training.probes import catalog_items
+    from atelier.tools.vqa import answer_from_listing, answer_from_photo
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=400, help="Test-split items (default 400).")

@@ -7,9 +7,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from assistant.settings import REPO_ROOT, Settings, get_settings, override_settings
+from atelier.tools.settings import Settings, apply_offline_defaults, get_settings, override_settings
 
-BENCH_HOME = REPO_ROOT / ".atelier" / "bench"
+apply_offline_defaults()
+
+BENCH_HOME = Path(__file__).resolve().parent.parent / ".atelier" / "bench"
 
 
 def datasets() -> Path:
@@ -26,7 +28,7 @@ def fpi_test_ids() -> set[str]:
 
 def full_hm_settings(encoder: str = "compact") -> Settings:
     """Settings for a store holding the whole H&M catalog (ingested on first use, resumable, then skipped)."""
-    from tools.ingest import ingest
+    from atelier.tools.ingest import ingest
 
     settings = override_settings(home=BENCH_HOME, store=BENCH_HOME / f"store-{encoder.replace(':', '_')}",
                                  db=BENCH_HOME / "bench.db", encoder=encoder)

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from memory.relative import preference_hints, preference_score
-from memory.state import Anchor, Constraints, SessionMemory
-from tools.query_parser import SearchFilters
-from tools.schema import Product, SearchResult
+from atelier.memory.relative import preference_hints, preference_score
+from atelier.memory.state import Anchor, Constraints, SessionMemory
+from atelier.tools.query_parser import SearchFilters
+from atelier.tools.schema import Product, SearchResult
+from atelier.tools.vectors import unit
 
 
 class CascadeWeights(BaseModel):
@@ -129,16 +130,12 @@ def compose_query(memory: SessionMemory, embed_texts: Callable[[list[str]], np.n
             components.append({"source": "disliked", "id": pid, "weight": -w.disliked})
     passed_vectors = [stored[pid] for pid in passed if pid in stored]
     if passed_vectors and total.size:
-        total = _add(total, -w.dismissed, np.mean([_unit(v) for v in passed_vectors], axis=0))
+        total = _add(total, -w.dismissed, np.mean([unit(v) for v in passed_vectors], axis=0))
         components.append({"source": "dismissed", "count": len(passed_vectors), "weight": -w.dismissed})
     norm = float(np.linalg.norm(total)) if total.size else 0.0
     vector = (total / norm).astype(np.float32) if norm > 1e-9 else None
     return ComposedQuery(text=text, filters=memory.filters(), components=components, vector=vector)
 
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32)
-    return v / max(float(np.linalg.norm(v)), 1e-9)
 
 
 def _add(total: np.ndarray, weight: float, vector: np.ndarray) -> np.ndarray:

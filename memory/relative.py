@@ -12,8 +12,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from memory.state import SessionMemory
-from tools.schema import Product
+from atelier.memory.state import SessionMemory
+from atelier.tools.schema import Product
 
 PRICE_STEP = 0.9
 

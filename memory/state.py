@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tools.query_parser import SearchFilters
+from atelier.tools.query_parser import SearchFilters
 
 
 class Constraints(BaseModel):

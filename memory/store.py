@@ -11,14 +11,15 @@ import json
 import sqlite3
 import time
 import uuid
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from memory.state import SessionMemory
+from atelier.memory.state import SessionMemory
+from atelier.tools.errors import NotFoundError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -47,8 +48,11 @@ CREATE INDEX IF NOT EXISTS turns_session ON turns(session_id, id);
 """
 
 
-class SessionNotFound(KeyError):
+class SessionNotFound(NotFoundError):
     """No session with this id exists (reads never create one)."""
+
+    code = "not_found"
+    public_message = "No such session; start a new one."
 
     def __init__(self, session_id: str) -> None:
         super().__init__(session_id)

@@ -10,12 +10,15 @@ text cascade. "Start over" clears everything but the dislikes.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from pydantic import BaseModel, Field
 
-from assistant.parser import TurnIntent
-from memory.relative import apply_relative
-from memory.state import Anchor, Constraints, Detail, SessionMemory
-from tools.taxonomy import get_taxonomy
+from atelier.memory.intent import TurnIntent
+from atelier.memory.relative import apply_relative
+from atelier.memory.state import Anchor, Constraints, Detail, SessionMemory
+from atelier.tools.errors import InputError
+from atelier.tools.taxonomy import get_taxonomy
 
 MAX_ANCHORS = 6
 MAX_DETAILS = 8
@@ -168,7 +171,7 @@ def apply_turn(memory: SessionMemory, intent: TurnIntent, *, image_key: str | No
 
 def record_shown(memory: SessionMemory, results: list) -> None:
     """Remember what was shown (ranked), so the next turn can say "the second one"."""
-    from memory.state import ShownItem
+    from atelier.memory.state import ShownItem
 
     if not results:
         return
@@ -196,15 +199,23 @@ def apply_feedback(memory: SessionMemory, product_id: str, kind: str) -> None:
     memory.focus = product_id
 
 
-FORGET_KINDS = ("must", "avoid", "price_min", "price_max", "preference", "detail", "anchor")
+FeedbackKind = Literal["like", "dislike", "more_like_this"]
+MemoryKind = Literal["must", "avoid", "price_min", "price_max", "preference", "detail", "anchor"]
+FEEDBACK_KINDS: tuple[str, ...] = get_args(FeedbackKind)
+FORGET_KINDS: tuple[str, ...] = get_args(MemoryKind)
 
 
-class ForgetError(ValueError):
+class ForgetError(InputError):
     """A request to forget something that is not a rememberable item (unknown kind, missing facet or value)."""
+
+    code = "bad_forget"
 
 
 class NotRemembered(ForgetError):
     """The item to forget is not in the session memory (already gone, or never there)."""
+
+    code = "not_in_memory"
+    status = 404
 
 
 def forget_item(memory: SessionMemory, kind: str, facet: str | None = None, value: object = None) -> str:

@@ -7,13 +7,13 @@ import zlib
 import numpy as np
 import pytest
 
-from assistant.agent import Assistant
-from assistant.parser import TurnParser
-from assistant.settings import override_settings
-from memory import SessionStore
-from tools.schema import Product
-from tools.search import ProductSearch
-from tools.store import ProductStore, make_client
+from atelier.assistant.agent import Assistant
+from atelier.assistant.parser import TurnParser
+from atelier.memory import SessionStore
+from atelier.tools.schema import Product
+from atelier.tools.search import ProductSearch
+from atelier.tools.settings import override_settings
+from atelier.tools.store import ProductStore, make_client
 
 DIM = 64
 COLOURS = ["red", "blue", "black", "white", "green"]

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from atelier.tools.settings import apply_offline_defaults
+
+apply_offline_defaults()
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CACHE = REPO / ".atelier" / "cache"
@@ -46,9 +47,9 @@ def hm_sample() -> frozenset[str]:
 @pytest.fixture(scope="session")
 def hm_store_settings(tmp_path_factory: pytest.TempPathFactory, hm_sample: frozenset[str]):
     """Settings pointing at a store holding the H&M sample (compact encoder); built once, then reused."""
-    from assistant.settings import override_settings
-    from tools.catalogs import CatalogOptions
-    from tools.ingest import ingest
+    from atelier.tools.catalogs import CatalogOptions
+    from atelier.tools.ingest import ingest
+    from atelier.tools.settings import override_settings
 
     cache = REPO / ".atelier" / "test-stores" / f"hm-sample-{encoder_version()}"
     home = tmp_path_factory.mktemp("atelier-home")
@@ -67,7 +68,7 @@ def hm_store_settings(tmp_path_factory: pytest.TempPathFactory, hm_sample: froze
 @pytest.fixture()
 def hm_settings(hm_store_settings):
     """Activate the H&M sample settings for one test (other tests may have overridden them)."""
-    from assistant.settings import override_settings
+    from atelier.tools.settings import override_settings
 
     return override_settings(**hm_store_settings.model_dump())
 

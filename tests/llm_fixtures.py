@@ -9,9 +9,9 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-
 from fake_openai_server import FakeOpenAIServer
-from tools.schema import Product, SearchResult
+
+from atelier.tools.schema import Product, SearchResult
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-
 from agent_fixtures import assistant  # noqa: F401  (fixture)
-from assistant.agent import FeedbackError
-from assistant.events import DoneEvent, ErrorEvent, MemoryEvent, ProductsEvent, TextDeltaEvent, ToolCallEvent
-from memory import SessionNotFound
+
+from atelier.assistant.agent import FeedbackError
+from atelier.assistant.events import DoneEvent, ErrorEvent, MemoryEvent, ProductsEvent, TextDeltaEvent, ToolCallEvent
+from atelier.memory import SessionNotFound
 
 
 def events_of(stream: Iterator) -> list:
@@ -127,10 +127,10 @@ def test_compare_mentions_both_titles_and_the_cheaper(assistant):
 
 
 def test_missing_capability_says_not_available(assistant, monkeypatch):
-    from assistant import agent_tools
+    from atelier.assistant import agent_tools
 
     monkeypatch.setitem(agent_tools.CAPABILITIES, "complete_outfit",
-                        ("tools.not_written_yet", "complete_outfit", "Outfit completion"))
+                        ("atelier.tools.not_written_yet", "complete_outfit", "Outfit completion"))
     sid = assistant.new_session()
     events_of(assistant.turn(sid, "a blue shirt"))
     events = events_of(assistant.turn(sid, "what goes with the first one?"))
@@ -179,7 +179,7 @@ def test_a_tool_calling_model_drives_the_same_tools(assistant):
     from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
     from langchain_core.messages import AIMessage
 
-    from assistant.agent_tools import ToolContext, run_tool_agent
+    from atelier.assistant.agent_tools import ToolContext, run_tool_agent
 
     class ToolModel(FakeMessagesListChatModel):
         def bind_tools(self, tools, **kw):
@@ -236,7 +236,7 @@ def test_an_item_both_referenced_and_passed_over_is_fetched_once(assistant):
 def test_terminal_chat_loop_streams_and_clicks(assistant):
     import io
 
-    from assistant.chat_cli import chat_loop
+    from atelier.ui.chat_cli import chat_loop
 
     lines = iter(["a black shirt", "/like 1", "/memory", "/more 9", "/quit"])
     out = io.StringIO()
@@ -253,8 +253,9 @@ def search_args(events: list) -> dict:
 
 
 def test_forget_drops_one_constraint_for_the_next_turn_only(assistant):
-    from assistant.agent import ForgetError, NotRemembered
-    from assistant.replay import Conversation, export_session, run_conversation
+    from atelier.assistant.agent import ForgetError, NotRemembered
+    from atelier.assistant.replay import Conversation, run_conversation
+    from atelier.assistant.session_export import export_session
 
     sid = assistant.new_session()
     first = products_in(events_of(assistant.turn(sid, "a black dress, not striped, under 40")))

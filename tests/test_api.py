@@ -9,10 +9,7 @@ import sqlite3
 
 import pytest
 from fastapi.testclient import TestClient
-
-from ui_fixtures import (  # noqa: F401
-    BLACK_DRESS_ID, FakeAssistant, api, api_app, fake_products, hm_photo, real_assistant,
-)
+from ui_fixtures import (BLACK_DRESS_ID, FakeAssistant, api, api_app, fake_products, hm_photo, real_assistant)  # noqa: F401
 
 
 def parse_sse(body: str) -> list[tuple[str, dict]]:
@@ -145,7 +142,7 @@ def test_wrong_body_type_is_415(api):
 
 
 def test_oversize_upload_is_413(hm_settings, real_assistant):
-    from ui.api import create_app
+    from atelier.ui.api import create_app
 
     small = hm_settings.model_copy(update={"max_upload_bytes": 4_000})
     photo = hm_photo(BLACK_DRESS_ID)
@@ -169,7 +166,7 @@ def test_empty_or_too_long_message_is_422(api):
 
 
 def test_rate_limit_is_429(hm_settings, real_assistant):
-    from ui.api import create_app
+    from atelier.ui.api import create_app
 
     limited = hm_settings.model_copy(update={"rate_limit_per_minute": 3})
     with TestClient(create_app(assistant=real_assistant, settings=limited)) as client:
@@ -247,7 +244,7 @@ def test_forget_a_memory_item_then_search_without_it(api, hm_sample):
 
 
 def test_cors_allow_list(hm_settings, real_assistant):
-    from ui.api import create_app
+    from atelier.ui.api import create_app
 
     shop = hm_settings.model_copy(update={"cors_origins": ["https://shop.example"]})
     with TestClient(create_app(assistant=real_assistant, settings=shop)) as client:
@@ -279,7 +276,7 @@ def test_openapi_health_widget_and_demo(api):
 
 
 def test_a_crash_mid_turn_ends_with_error_then_done(hm_settings, fake_products):
-    from ui.api import create_app
+    from atelier.ui.api import create_app
 
     catalog = {p.id: p for p in fake_products}.get
     with TestClient(create_app(assistant=FakeAssistant(fake_products, fail_after=1), settings=hm_settings,

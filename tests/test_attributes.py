@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.attributes import (AttributeExtractor, AttributePrediction, apply_predictions, colour_features,
-                              load_attribute_config)
-from tools.probes import Head, HeadSet, choose_threshold, fit_temperature, softmax
-from tools.schema import Product
-from tools.taxonomy import get_taxonomy
+from atelier.tools.attributes import (AttributeExtractor, AttributePrediction, apply_predictions, colour_features,
+    load_attribute_config)
+from atelier.tools.probes import Head, HeadSet, choose_threshold, fit_temperature, softmax
+from atelier.tools.schema import Product
+from atelier.tools.taxonomy import get_taxonomy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -157,7 +157,7 @@ def test_predicted_category_brings_its_group():
 # --- real photos, real encoder -------------------------------------------------------------------------------
 
 def _hm_test_items(n: int = 40):
-    from tools.probes.train import catalog_items
+    from atelier.tools.training.probes import catalog_items
 
     items = catalog_items("hm", split="test")
     frame = items.frame
@@ -168,7 +168,7 @@ def _hm_test_items(n: int = 40):
 
 
 def test_real_photos_get_their_group_and_colour(hm_settings):
-    from tools.attributes import extract_attributes_batch, get_extractor
+    from atelier.tools.attributes import extract_attributes_batch, get_extractor
 
     assert get_extractor().trained, "tools/probes was trained for another encoder: run `atelier train-probes`"
     frame, paths = _hm_test_items()
@@ -188,8 +188,8 @@ def test_real_photos_get_their_group_and_colour(hm_settings):
 
 
 def test_fill_missing_attributes_on_an_fpi_product(hm_settings):
-    from tools.attributes import fill_missing_attributes
-    from tools.catalogs import CatalogOptions, read_catalog
+    from atelier.tools.attributes import fill_missing_attributes
+    from atelier.tools.catalogs import CatalogOptions, read_catalog
 
     fpi = hm_settings.datasets / "fashion-product-images-small"
     product = next(p for p in read_catalog(fpi, "fpi", CatalogOptions(only_ids=frozenset({"7990"}))))
@@ -207,7 +207,7 @@ def _cli(settings, *args: str) -> subprocess.CompletedProcess:
 
     env = dict(os.environ, ATELIER_HOME=str(settings.home), ATELIER_ENCODER=settings.encoder,
                ATELIER_DATASETS=str(settings.datasets))
-    return subprocess.run([sys.executable, "-m", "assistant.cli", "attributes", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "atelier.ui.cli", "attributes", *args], capture_output=True,
                           text=True, cwd=REPO, timeout=300, env=env)
 
 
@@ -228,7 +228,7 @@ def test_cli_json_for_one_and_several_images_and_a_clean_error(hm_settings, tmp_
 
 
 def test_fill_batch_reuses_ingestion_embeddings_and_skips_complete_products(tiny_extractor):
-    from tools.attributes import fill_missing_attributes_batch
+    from atelier.tools.attributes import fill_missing_attributes_batch
 
     complete = Product(id="a", title="x", category="dress", group="full-body", colour="red", pattern="solid",
                        gender="women")

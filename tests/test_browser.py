@@ -8,11 +8,8 @@ import re
 
 import httpx
 import pytest
-
-from ui_fixtures import (  # noqa: F401
-    BLACK_DRESS_ID, CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, ServerThread, StreamlitServer, hm_photo, real_assistant,
-    settings_env,
-)
+from ui_fixtures import (BLACK_DRESS_ID, CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, ServerThread, StreamlitServer, hm_photo,  # noqa: F401
+    real_assistant, settings_env)
 
 pytestmark = pytest.mark.browser
 
@@ -35,7 +32,7 @@ def browser():
 
 @pytest.fixture()
 def api_server(hm_settings, real_assistant):
-    from ui.api import create_app
+    from atelier.ui.api import create_app
 
     server = ServerThread(create_app(assistant=real_assistant, settings=hm_settings)).start()
     yield server

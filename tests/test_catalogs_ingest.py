@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import HM, REPO
-from tools.catalogs import CatalogOptions, Reject, load_mapping, read_catalog
+
+from atelier.tools.catalogs import CatalogOptions, Reject, load_mapping, read_catalog
 
 HM_ROWS = list(csv.DictReader((HM / "articles.csv").open(newline="")))
 
@@ -79,8 +79,8 @@ MAPPING = ["id=sku", "title=name", "description=desc", "category=type", "colour=
 
 
 def test_generic_ingest_rejects_bad_rows_with_reasons(hm_settings, tmp_path):
-    from assistant.settings import override_settings
-    from tools.ingest import ingest
+    from atelier.tools.ingest import ingest
+    from atelier.tools.settings import override_settings
 
     settings = override_settings(**{**hm_settings.model_dump(), "store": tmp_path / "store"})
     catalog = write_generic_catalog(tmp_path)
@@ -95,7 +95,7 @@ def test_generic_ingest_rejects_bad_rows_with_reasons(hm_settings, tmp_path):
     assert reasons["missing-image"].startswith("image file not found")
     assert reasons[HM_ROWS[0]["article_id"]] == "duplicate id in this catalog"
 
-    from tools.search import ProductSearch
+    from atelier.tools.search import ProductSearch
 
     engine = ProductSearch.from_settings(settings)
     stored = engine.store.get_product("inject")
@@ -112,7 +112,7 @@ def test_ingest_resumes_after_kill_9(hm_settings, tmp_path):
     total = 320
     env = {**os.environ, "ATELIER_STORE": str(tmp_path / "store"), "ATELIER_HOME": str(tmp_path),
            "ATELIER_ENCODER": "compact", "ATELIER_CACHE": str(hm_settings.cache_dir)}
-    command = [sys.executable, "-m", "assistant.cli", "ingest", str(HM), "--format", "hm", "--limit", str(total),
+    command = [sys.executable, "-m", "atelier.ui.cli", "ingest", str(HM), "--format", "hm", "--limit", str(total),
                "--batch-size", "32"]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=REPO)
     seen = ""
@@ -131,8 +131,8 @@ def test_ingest_resumes_after_kill_9(hm_settings, tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
 
-    from assistant.settings import override_settings
-    from tools.ingest import ingest
+    from atelier.tools.ingest import ingest
+    from atelier.tools.settings import override_settings
 
     settings = override_settings(store=tmp_path / "store", home=tmp_path, encoder="compact",
                                  cache=hm_settings.cache_dir)
@@ -141,7 +141,7 @@ def test_ingest_resumes_after_kill_9(hm_settings, tmp_path):
     assert report.added + report.skipped_unchanged == total
     assert report.store_count == total
 
-    from tools.store import open_store
+    from atelier.tools.store import open_store
 
     store = open_store(settings)
     ids = [pid for pid, _, _ in store.iter_metadata()]
@@ -151,9 +151,9 @@ def test_ingest_resumes_after_kill_9(hm_settings, tmp_path):
 def test_ingest_predicts_missing_attributes_without_overwriting(hm_settings, tmp_path):
     """Fashion Product Images has no pattern field: ingestion predicts it from the photo (marked as
     predicted); fields the catalog gives (colour, category, gender) are never overwritten."""
-    from assistant.settings import override_settings
-    from tools.ingest import ingest
-    from tools.search import ProductSearch
+    from atelier.tools.ingest import ingest
+    from atelier.tools.search import ProductSearch
+    from atelier.tools.settings import override_settings
 
     fpi = REPO.parent / "shared" / "datasets" / "fashion-product-images-small"
     given = {p.id: p for p in read_catalog(fpi, "fpi") if not isinstance(p, Reject) and p.pattern == "unknown"}

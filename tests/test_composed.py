@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.composed import MatrixIndex, Reference, detail_agreement, parse_change
-from tools.query_parser import SearchFilters
-from tools.schema import Product
+from atelier.tools.composed import MatrixIndex, Reference, detail_agreement, parse_change
+from atelier.tools.query_parser import SearchFilters
+from atelier.tools.schema import Product
 
 RED_DRESS = Reference(id="r1", title="Tilda red dress", attributes={"category": "dress", "colour": "red",
                       "pattern": "print", "gender": "women"}, price=30.0)
@@ -82,7 +82,7 @@ def test_matrix_index_filters_like_the_store():
 
 def _variant_pair(settings):
     """A reference and a same-product variant in another colour family, both in the sample store."""
-    from tools.store import open_store
+    from atelier.tools.store import open_store
 
     store = open_store(settings)
     by_code: dict[str, list] = {}
@@ -99,7 +99,7 @@ def _variant_pair(settings):
 
 
 def test_composed_search_finds_the_colour_variant(hm_settings):
-    from tools.composed import composed_search
+    from atelier.tools.composed import composed_search
 
     ref, target, colour = _variant_pair(hm_settings)
     results = composed_search(ref, f"like this but in {colour}", k=10)
@@ -114,8 +114,8 @@ def test_composed_search_finds_the_colour_variant(hm_settings):
 def test_composed_search_cheaper_and_from_a_photo(hm_settings):
     from PIL import Image
 
-    from tools.composed import composed_search
-    from tools.store import open_store
+    from atelier.tools.composed import composed_search
+    from atelier.tools.store import open_store
 
     ref, _, colour = _variant_pair(hm_settings)
     product = open_store(hm_settings).get_product(ref)

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from encoder_fixtures import write_tiny_config
 from PIL import Image
 
-from assistant.settings import get_settings
-from tools.encoders import EncoderError, available_encoders, load_encoder
-from tools.encoders.features import hm_text
-from tools.encoders.openclip import parse_name
-
-from encoder_fixtures import write_tiny_config
+from atelier.tools.encoders import EncoderError, available_encoders, load_encoder
+from atelier.tools.encoders.openclip import parse_name
+from atelier.tools.settings import get_settings
+from atelier.tools.training.features import hm_text
 
 N_RETRIEVAL = 50
 # Measured with the shipped head on three random draws of 50 held-out articles: t2i R@1 0.78-0.90,
@@ -84,7 +83,7 @@ def test_compact_handles_odd_images(compact):
 
 
 def test_compact_onnx_matches_torch(compact, hm_images):
-    from tools.encoders.compact import CompactEncoder
+    from atelier.tools.encoders.compact import CompactEncoder
 
     eager = CompactEncoder(onnx=False)
     assert eager.image_backend == "torch"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from llm_fixtures import hm_results  # noqa: F401
 
-from assistant.grounding import GroundedStream, as_data, ground_reply, looks_like_injection, sanitize
+from atelier.assistant.grounding import GroundedStream, as_data, ground_reply, looks_like_injection, sanitize
 
 # The three H&M articles: 0706016001 Jade HW Skinny Denim TRS 33.88, 0111565001 20 den 1p Stockings 8.46,
 # 0372860001 7p Basic Shaftless 13.54.

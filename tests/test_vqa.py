@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tools.schema import Product
-from tools.vqa import answer_question, classify_question
+from atelier.tools.schema import Product
+from atelier.tools.vqa import answer_question, classify_question
 
 HENLEY = Product(
     id="0608945001", title="BILL HENLEY 2 PK", category="top", group="top", colour="khaki", pattern="melange",
@@ -63,7 +63,7 @@ def test_unstated_facts_are_never_guessed():
 def test_product_id_and_photo_answers(hm_settings):
     from PIL import Image
 
-    from tools.store import open_store
+    from atelier.tools.store import open_store
 
     store = open_store(hm_settings)
     product = next(p for p in store.get([pid for pid, _, _ in store.iter_metadata()][:200])
@@ -83,8 +83,8 @@ def test_product_id_and_photo_answers(hm_settings):
 def test_photo_answers_follow_the_extracted_attributes_and_their_confidence():
     from PIL import Image
 
-    from tools.attributes import AttributePrediction as P
-    from tools.vqa import answer_from_photo
+    from atelier.tools.attributes import AttributePrediction as P
+    from atelier.tools.vqa import answer_from_photo
 
     preds = {"colour": P(value="black", confidence=0.9), "pattern": P(value="unknown", confidence=0.3),
              "category": P(value="dress", confidence=0.8), "sleeves": P(value="short", confidence=0.7)}

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assistant.events import DoneEvent, MemoryEvent, ProductsEvent, TextDeltaEvent
-from tools.schema import Product, SearchResult
+from atelier.assistant.events import DoneEvent, MemoryEvent, ProductsEvent, TextDeltaEvent
+from atelier.tools.schema import Product, SearchResult
 
 REPO = Path(__file__).resolve().parent.parent
 HM = Path(os.environ.get("ATELIER_DATASETS", REPO.parent / "shared" / "datasets")) / "hm"
@@ -77,7 +77,7 @@ class FakeAssistant:
         return session_id
 
     def turn(self, session_id: str, message: str, image=None) -> Iterator:
-        from tools.query_parser import parse_query
+        from atelier.tools.query_parser import parse_query
 
         filters = parse_query(message).filters
         hits = [p for p in self.products if filters.matches(_meta(p))][:6]
@@ -108,7 +108,7 @@ def _meta(product: Product) -> dict:
 
 
 def hm_products(limit: int = 3000) -> list[Product]:
-    from tools.catalogs import CatalogOptions, read_catalog
+    from atelier.tools.catalogs import CatalogOptions, read_catalog
 
     rows = read_catalog(HM, "hm", CatalogOptions(only_ids=_sample_ids()))
     return [r for r in rows if isinstance(r, Product)][:limit]
@@ -197,15 +197,15 @@ BLACK_DRESS_ID = "0811398005"
 @pytest.fixture(scope="module")
 def real_assistant(hm_store_settings):
     """The real agent (offline ``ATELIER_LLM=none`` default) over the H&M sample store, one per module."""
-    from assistant.settings import override_settings
-    from ui.backend import build_assistant
+    from atelier.tools.settings import override_settings
+    from atelier.ui.backend import build_assistant
 
     return build_assistant(override_settings(**hm_store_settings.model_dump()))
 
 
 @pytest.fixture()
 def api_app(hm_settings, real_assistant):
-    from ui.api import create_app
+    from atelier.ui.api import create_app
 
     return create_app(assistant=real_assistant, settings=hm_settings)
 

@@ -27,11 +27,11 @@ import yaml
 from PIL import Image
 from pydantic import BaseModel
 
-from assistant.settings import PROMPTS_DIR
-from tools.encoders import Encoder, encoder_fingerprint, load_encoder
-from tools.probes import DEFAULT_PROBES, Head, HeadSet
-from tools.schema import UNKNOWN, Product
-from tools.taxonomy import Taxonomy, get_taxonomy
+from atelier.tools.encoders import Encoder, encoder_fingerprint, load_encoder
+from atelier.tools.probes import DEFAULT_PROBES, Head, HeadSet
+from atelier.tools.schema import UNKNOWN, Product
+from atelier.tools.settings import PROMPTS_DIR
+from atelier.tools.taxonomy import Taxonomy, get_taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ def _extractor(encoder_name: str, method: str) -> AttributeExtractor:
 
 def get_extractor(method: str = "auto") -> AttributeExtractor:
     """The process-wide extractor for the configured encoder (models and heads load once)."""
-    from assistant.settings import get_settings
+    from atelier.tools.settings import get_settings
 
     return _extractor(get_settings().encoder, method)
 
@@ -336,7 +336,7 @@ def fill_missing_attributes_batch(products: Sequence[Product], images: Sequence[
         return products
     extractor = extractor or get_extractor()
     if embeddings is None:
-        from tools.images import load_image
+        from atelier.tools.images import load_image
 
         if images is None:
             images = [load_image(p.image_path, max_bytes=50_000_000) if p.image_path else None for p in products]
@@ -371,7 +371,7 @@ def describe_files(paths: Sequence[str | Path], method: str = "auto") -> list[di
 
     Every file is opened before any model loads, so a bad file fails fast with ``ImageError``.
     """
-    from tools.images import load_image
+    from atelier.tools.images import load_image
 
     images = [load_image(p) for p in paths]
     predictions = extract_attributes_batch(images, method)

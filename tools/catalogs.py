@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from tools.images import ImageError, resolve_image_ref
-from tools.schema import UNKNOWN, Product
-from tools.taxonomy import Taxonomy, get_taxonomy
+from atelier.tools.images import ImageError, resolve_image_ref
+from atelier.tools.schema import UNKNOWN, Product
+from atelier.tools.taxonomy import Taxonomy, get_taxonomy
 
 csv.field_size_limit(10_000_000)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -28,10 +28,10 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from tools.query_parser import SearchFilters, parse_price
-from tools.schema import UNKNOWN, Product, SearchResult
-from tools.store import Hit, ProductStore, product_from_metadata
-from tools.taxonomy import Taxonomy, get_taxonomy
+from atelier.tools.query_parser import SearchFilters, parse_price
+from atelier.tools.schema import UNKNOWN, Product, SearchResult
+from atelier.tools.store import Hit, ProductStore, product_from_metadata
+from atelier.tools.taxonomy import Taxonomy, get_taxonomy
 
 FACETS = ("category", "colour", "pattern", "gender")
 NEGATION = re.compile(r"\b(?:not|no|without|minus|lose|remove|drop|instead of|rather than|other than|except|"
@@ -283,7 +283,7 @@ class Scored:
 
 @lru_cache(maxsize=1)
 def _detail_rules() -> dict[str, list[tuple[str, re.Pattern[str]]]]:
-    from tools.attributes import load_attribute_config
+    from atelier.tools.attributes import load_attribute_config
 
     specs = load_attribute_config().specs
     return {name: [(v, re.compile("|".join(p), re.I)) for v, p in spec.from_text.items()]
@@ -325,12 +325,12 @@ class ComposedSearch:
                                  vector=vector)
             from pathlib import Path
 
-            from tools.images import load_image
+            from atelier.tools.images import load_image
 
             if not Path(reference).is_file():
                 raise ValueError(f"unknown product id or image file: {reference!r}")
             reference = load_image(reference)
-        from tools.attributes import get_extractor
+        from atelier.tools.attributes import get_extractor
 
         extractor = get_extractor()
         vector = extractor.embed([reference])[0]
@@ -427,8 +427,8 @@ _default: dict[int, ComposedSearch] = {}
 
 def default_composed() -> ComposedSearch:
     """One composed-search engine per settings object, over the configured store."""
-    from assistant.settings import get_settings
-    from tools.search import default_search
+    from atelier.tools.search import default_search
+    from atelier.tools.settings import get_settings
 
     settings = get_settings()
     if id(settings) not in _default:

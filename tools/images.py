@@ -12,11 +12,15 @@ from urllib.parse import unquote, urlparse
 
 from PIL import Image, UnidentifiedImageError
 
+from atelier.tools.errors import InputError
+
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP"}
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An image could not be used; the message is safe to show to a shopper."""
+
+    code = "bad_image"
 
 
 def resolve_image_ref(ref: str, base: Path | None = None) -> Path:
@@ -31,7 +35,7 @@ def resolve_image_ref(ref: str, base: Path | None = None) -> Path:
 
 def load_image(source: str | Path | bytes, max_bytes: int | None = None, max_pixels: int | None = None) -> Image.Image:
     """Open, verify and decode an image to RGB, or raise ``ImageError`` saying what is wrong."""
-    from assistant.settings import get_settings
+    from atelier.tools.settings import get_settings
 
     settings = get_settings()
     max_bytes = settings.max_upload_bytes if max_bytes is None else max_bytes

@@ -20,12 +20,12 @@ import numpy as np
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
-from assistant.settings import Settings, get_settings
-from tools.catalogs import CatalogOptions, Reject, read_catalog
-from tools.encoders import Encoder, encoder_fingerprint, load_encoder
-from tools.images import ImageError, load_image
-from tools.schema import Product
-from tools.store import ProductStore
+from atelier.tools.catalogs import CatalogOptions, Reject, read_catalog
+from atelier.tools.encoders import Encoder, encoder_fingerprint, load_encoder
+from atelier.tools.images import ImageError, load_image
+from atelier.tools.schema import Product
+from atelier.tools.settings import Settings, get_settings
+from atelier.tools.store import ProductStore
 
 
 class IngestReport(BaseModel):
@@ -133,7 +133,7 @@ def _embed(encoder: Encoder, products: list[Product], images: list, predict_miss
     if present:
         image_vectors[present] = encoder.embed_images([images[i] for i in present])
     if predict_missing and present:
-        from tools.attributes import fill_missing_attributes_batch
+        from atelier.tools.attributes import fill_missing_attributes_batch
 
         filled = fill_missing_attributes_batch([products[i] for i in present], [images[i] for i in present],
                                                image_vectors[present])

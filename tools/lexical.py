@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from tools.query_parser import SearchFilters
-from tools.store import ProductStore
+from atelier.tools.query_parser import SearchFilters
+from atelier.tools.store import ProductStore
 
 
 class LexicalIndex:

@@ -19,21 +19,16 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from assistant.settings import get_settings
-from tools.encoders import Encoder
-from tools.outfit_model import (
-    NEUTRALS,
-    CompatibilityScorer,
-    Compatibility,
-    ItemFeatures,
-    colour_harmony,
-    encoder_fingerprint,
-    load_scorer,
-)
-from tools.query_parser import SearchFilters
-from tools.schema import UNKNOWN, Product, SearchResult
-from tools.store import ProductStore, product_from_metadata
-from tools.taxonomy import get_taxonomy
+from atelier.tools.encoders import Encoder
+from atelier.tools.errors import InputError
+from atelier.tools.outfit_model import (NEUTRALS, Compatibility, CompatibilityScorer, ItemFeatures, colour_harmony,
+    load_scorer, text_space_fingerprint)
+from atelier.tools.query_parser import SearchFilters
+from atelier.tools.schema import UNKNOWN, Product, SearchResult
+from atelier.tools.settings import get_settings
+from atelier.tools.store import ProductStore, product_from_metadata
+from atelier.tools.taxonomy import get_taxonomy
+from atelier.tools.vectors import unit_mean
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +54,10 @@ SLOT_SCOPED_FACETS = ("category", "group", "colour", "pattern")
 UPLOAD_FACETS = ("group", "category", "colour", "pattern", "gender")
 
 
-class OutfitError(ValueError):
+class OutfitError(InputError):
     """The outfit cannot be completed as asked; the message is safe to show to a shopper."""
+
+    code = "outfit_unavailable"
 
 
 class OutfitSlot(BaseModel):
@@ -106,8 +103,8 @@ class Candidate:
 
 
 def family_of(product: Product) -> str:
-    """Colour variants of one product share a family (H&M ``product_code``; else the title)."""
-    return str(product.attributes.get("product_code") or product.title.lower())
+    """Colour variants of one product share a family (``Product.family``; else the title)."""
+    return product.family or product.title.lower()
 
 
 def slot_filters(filters: SearchFilters, slot: str, gender: str | None, targeted: bool,
@@ -139,10 +136,6 @@ def outfit_gender(outfit: Sequence[OutfitItem]) -> str | None:
     return None
 
 
-def _normalise(vectors: Sequence[np.ndarray]) -> np.ndarray:
-    mean = np.mean(np.stack(vectors), axis=0)
-    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
-
 
 def _label(features: ItemFeatures, fallback: str) -> str:
     words = [w for w in (features.colour, features.category if features.category != UNKNOWN else features.group)
@@ -156,7 +149,7 @@ class OutfitCompleter:
     def __init__(self, store: ProductStore, encoder: Encoder, scorer: CompatibilityScorer | None = None) -> None:
         self.store = store
         self.encoder = encoder
-        self.scorer = scorer if scorer is not None else load_scorer(encoder_fingerprint=encoder_fingerprint(encoder))
+        self.scorer = scorer if scorer is not None else load_scorer(encoder_fingerprint=text_space_fingerprint(encoder))
 
     def complete(self, items: Sequence[str] = (), image: Image.Image | None = None, target_group: str | None = None,
                  k: int = 5, filters: SearchFilters | None = None) -> list[OutfitSlot]:
@@ -230,7 +223,7 @@ class OutfitCompleter:
         texts = list(self.store.vectors(same, "text").values())
         features = ItemFeatures(group=values["group"] if values["group"] != UNKNOWN else "other",
                                 category=values["category"], colour=values["colour"], pattern=values["pattern"],
-                                gender=values["gender"], text=_normalise(texts) if texts else vector, image=vector)
+                                gender=values["gender"], text=unit_mean(texts) if texts else vector, image=vector)
         return OutfitItem(f"your {_label(features, 'photo')} photo", features)
 
     def candidates(self, outfit: Sequence[OutfitItem], filters: SearchFilters, pool: int = POOL) -> list[Candidate]:
@@ -243,7 +236,7 @@ class OutfitCompleter:
             vectors = [getattr(o.features, kind) for o in outfit if getattr(o.features, kind) is not None]
             if not vectors:
                 continue
-            for hit in self.store.query(_normalise(vectors), kind, where, pool + len(excluded)):
+            for hit in self.store.query(unit_mean(vectors), kind, where, pool + len(excluded)):
                 if hit.id not in excluded and filters.matches(hit.metadata):
                     found.setdefault(hit.id, hit.metadata)
         ids = sorted(found)
@@ -328,7 +321,7 @@ def _vote(pairs: Sequence[tuple[str, float]]) -> tuple[str, float]:
 def _extracted_attributes(image: Image.Image, min_confidence: float = 0.5) -> dict[str, tuple[str, float]]:
     """Confident facets from ``tools.attributes.extract_attributes`` (optional: absent → {})."""
     try:
-        from tools.attributes import extract_attributes
+        from atelier.tools.attributes import extract_attributes
     except ImportError:
         return {}
     try:
@@ -353,7 +346,7 @@ _default: dict[int, OutfitCompleter] = {}
 
 def default_completer() -> OutfitCompleter:
     """One engine per settings object, sharing the search engine's store and encoder."""
-    from tools.search import default_search
+    from atelier.tools.search import default_search
 
     key = id(get_settings())
     if key not in _default:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
-from tools.schema import UNKNOWN
+from atelier.tools.schema import UNKNOWN
 
 log = logging.getLogger(__name__)
 
@@ -400,7 +400,7 @@ def load_scorer(path: Path = DEFAULT_WEIGHTS, encoder_fingerprint: str | None = 
     return CompatibilityScorer(model, meta, dict(meta.blend))
 
 
-def encoder_fingerprint(encoder: object) -> str:
+def text_space_fingerprint(encoder: object) -> str:
     """Identifies the text space the model reads: the encoder's name plus its text adapter, if any (the
     compact encoder's MiniLM vectors change only when that adapter does)."""
     name = str(getattr(encoder, "name", "unknown"))

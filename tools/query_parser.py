@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tools.taxonomy import Mention, Taxonomy, get_taxonomy
+from atelier.tools.taxonomy import Mention, Taxonomy, get_taxonomy
 
 FACET_FIELDS = ("category", "group", "colour", "pattern", "gender", "source")
 

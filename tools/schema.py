@@ -32,6 +32,13 @@ class Product(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict)
     source: str = ""
 
+    @property
+    def family(self) -> str | None:
+        """The variant family (colour/pattern variants of one piece): a catalog's ``family`` column, else H&M's
+        ``product_code``; ``None`` when the catalog says nothing."""
+        value = self.attributes.get("family") or self.attributes.get("product_code")
+        return str(value) if value else None
+
     def search_text(self) -> str:
         """The text embedded for dense product-text search."""
         parts = [self.title]

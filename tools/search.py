@@ -15,12 +15,12 @@ from typing import Literal
 
 import numpy as np
 
-from assistant.settings import Settings, get_settings
-from tools.encoders import Encoder, load_encoder
-from tools.lexical import LexicalIndex
-from tools.query_parser import SearchFilters, parse_query
-from tools.schema import SearchResult
-from tools.store import Hit, ProductStore, product_from_metadata
+from atelier.tools.encoders import Encoder, load_encoder
+from atelier.tools.lexical import LexicalIndex
+from atelier.tools.query_parser import SearchFilters, parse_query
+from atelier.tools.schema import SearchResult
+from atelier.tools.settings import Settings, get_settings
+from atelier.tools.store import Hit, ProductStore, product_from_metadata
 
 Mode = Literal["dense", "hybrid"]
 RRF_K = 60

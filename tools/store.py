@@ -15,15 +15,18 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from assistant.settings import Settings, get_settings
-from tools.schema import Product
+from atelier.tools.errors import UnavailableError
+from atelier.tools.schema import Product
+from atelier.tools.settings import Settings, get_settings
 
 FILTER_FIELDS = ("category", "group", "colour", "pattern", "gender", "source")
 MAX_BATCH = 5000
 
 
-class StoreError(RuntimeError):
+class StoreError(UnavailableError):
     """The store cannot serve this request; the message says what to do."""
+
+    code = "store_unavailable"
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,7 @@ def make_client(settings: Settings) -> Any:
 
 def open_store(settings: Settings | None = None) -> ProductStore:
     """The configured store, with the configured encoder's name and dimension."""
-    from tools.encoders import load_encoder
+    from atelier.tools.encoders import load_encoder
 
     settings = settings or get_settings()
     encoder = load_encoder(settings.encoder)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from assistant.settings import PROMPTS_DIR
-from tools.schema import UNKNOWN
+from atelier.tools.schema import UNKNOWN
+from atelier.tools.settings import PROMPTS_DIR
 
 FACETS = ("category", "colour", "pattern", "gender")
 

@@ -23,10 +23,10 @@ import yaml
 from PIL import Image
 from pydantic import BaseModel
 
-from assistant.settings import PROMPTS_DIR
-from tools.attributes import AttributePrediction
-from tools.schema import UNKNOWN, Product
-from tools.taxonomy import get_taxonomy
+from atelier.tools.attributes import AttributePrediction
+from atelier.tools.schema import UNKNOWN, Product
+from atelier.tools.settings import PROMPTS_DIR
+from atelier.tools.taxonomy import get_taxonomy
 
 YES_NO = re.compile(r"^\s*(?:is|are|does|do|can|could|has|have|will|would|was)\b", re.I)
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -289,7 +289,7 @@ def answer_from_photo(image: Image.Image, question: str,
         return Answer(answer=f"I can't tell {LABELS.get(kind, 'that')} from a photo alone.", source=None,
                       confidence=round(confidence, 3), answerable=False, question_type=kind)
     if predictions is None:
-        from tools.attributes import extract_attributes
+        from atelier.tools.attributes import extract_attributes
 
         predictions = extract_attributes(image)
     pred = predictions.get(attribute)
@@ -317,13 +317,13 @@ def answer_question(product_or_image: Product | str | Image.Image, question: str
         return answer_from_photo(product_or_image, question)
     if isinstance(product_or_image, Product):
         return answer_from_listing(product_or_image, question)
-    from tools.store import open_store
+    from atelier.tools.store import open_store
 
     product = open_store().get_product(product_or_image)
     if product is not None:
         return answer_from_listing(product, question)
     if Path(product_or_image).is_file():
-        from tools.images import load_image
+        from atelier.tools.images import load_image
 
         return answer_from_photo(load_image(product_or_image), question)
     raise ValueError(f"unknown product id or image file: {product_or_image!r}")

@@ -18,17 +18,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from assistant.settings import Settings, get_settings
-from memory.store import SessionNotFound
-from memory.update import ForgetError, NotRemembered
-from tools.schema import Product
-from ui import backend
-from ui.backend import AssistantLike
-from ui.errors import APIError, error_response, install_error_handlers
-from ui.ratelimit import RateLimiter, retry_after
-from ui.sse import public_memory, public_payload, stream_events
-from ui.tokens import TokenStore
-from ui.uploads import MessageIn, read_message
+from atelier.memory.store import SessionNotFound
+from atelier.memory.update import FeedbackKind, ForgetError, MemoryKind, NotRemembered
+from atelier.tools.schema import Product
+from atelier.tools.settings import Settings, apply_offline_defaults, get_settings
+from atelier.ui import backend
+from atelier.ui.backend import AssistantLike
+from atelier.ui.errors import APIError, error_response, install_error_handlers
+from atelier.ui.ratelimit import RateLimiter, retry_after
+from atelier.ui.sse import public_memory, public_payload, stream_events
+from atelier.ui.tokens import TokenStore
+from atelier.ui.uploads import MessageIn, read_message
 
 STATIC = Path(__file__).resolve().parent / "static"
 PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -67,7 +67,7 @@ class SessionOut(BaseModel):
 
 class FeedbackIn(BaseModel):
     product_id: str = Field(min_length=1, max_length=128)
-    kind: Literal["like", "dislike", "more_like_this"]
+    kind: FeedbackKind
 
 
 class FeedbackOut(BaseModel):
@@ -77,7 +77,6 @@ class FeedbackOut(BaseModel):
                                          description="Events the feedback produced (e.g. products).")
 
 
-MemoryKind = Literal["must", "avoid", "price_min", "price_max", "preference", "detail", "anchor"]
 
 
 class MemoryOut(BaseModel):
@@ -134,7 +133,7 @@ class Services:
     def catalog(self) -> Catalog:
         with self._build_lock:
             if self._catalog is None:
-                from tools.store import open_store
+                from atelier.tools.store import open_store
 
                 self._catalog = open_store(self.settings).get_product
             return self._catalog
@@ -279,6 +278,7 @@ def create_app(assistant: AssistantLike | None = None, settings: Settings | None
 
     ``assistant`` defaults to the real agent and ``catalog`` (product id → product) to the product store.
     """
+    apply_offline_defaults()
     settings = settings or get_settings()
     app = FastAPI(title="Atelier API", version="1", summary="A conversational fashion shopping assistant.")
     app.state.services = Services(settings, assistant, catalog)

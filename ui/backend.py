@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from PIL import Image
 
-from assistant.events import Event
+from atelier.assistant.events import Event
 
 if TYPE_CHECKING:
-    from assistant.settings import Settings
-    from memory.store import SessionStore
-    from ui.chat_state import Chip, Transcript
+    from atelier.memory.store import SessionStore
+    from atelier.tools.settings import Settings
+    from atelier.ui.chat_state import Chip, Transcript
 
-FEEDBACK_KINDS = ("like", "dislike", "more_like_this")
 
 
 @runtime_checkable
@@ -53,14 +52,14 @@ def session_view(assistant: AssistantLike, session_id: str) -> SessionView:
 
 def build_assistant(settings: "Settings | None" = None) -> AssistantLike:
     """The real assistant for ``settings`` (default: the active ones)."""
-    from assistant.agent import Assistant
+    from atelier.assistant.agent import Assistant
 
     return Assistant(settings)
 
 
 def sessions_db() -> "SessionStore":
-    from assistant.settings import get_settings
-    from memory.store import SessionStore
+    from atelier.memory.store import SessionStore
+    from atelier.tools.settings import get_settings
 
     return SessionStore(get_settings().db_path)
 
@@ -104,7 +103,7 @@ def about_this(assistant: AssistantLike, question: str) -> str:
     parser = getattr(assistant, "parser", None)
     if parser is None:
         return candidates[1]
-    from assistant.parser import ParseContext
+    from atelier.assistant.parser import ParseContext
 
     context = ParseContext(has_results=True, n_shown=1, has_reference=True)
     for candidate in candidates:
@@ -140,8 +139,8 @@ def recent_sessions(assistant: AssistantLike, limit: int = 10) -> list[dict[str,
 
 
 def load_transcript(assistant: AssistantLike, session_id: str) -> "Transcript":
-    from tools.search import default_search
-    from ui.chat_state import transcript_from_turns
+    from atelier.tools.search import default_search
+    from atelier.ui.chat_state import transcript_from_turns
 
     view = session_view(assistant, session_id)
     return transcript_from_turns(session_id, view.history, default_search().store.get, view.memory)

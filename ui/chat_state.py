@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from memory.state import SessionMemory
-from tools.schema import Product, SearchResult
+from atelier.memory.state import SessionMemory
+from atelier.tools.schema import Product, SearchResult
 
 Role = Literal["user", "assistant"]
 ChipKind = Literal["must", "avoid", "price_min", "price_max", "preference", "detail", "anchor"]
@@ -154,7 +154,7 @@ def memory_chips(memory: dict[str, Any]) -> list[Chip]:
 def remove_chip(memory: SessionMemory, chip: Chip) -> None:
     """Drop one remembered item from the memory (the shopper clicked its ✕): ``memory.forget_item``, the
     same rule as ``Assistant.forget``. Raises ``NotRemembered`` if it is already gone."""
-    from memory.update import forget_item
+    from atelier.memory.update import forget_item
 
     forget_item(memory, chip.kind, chip.facet, chip.value)
 

@@ -11,13 +11,13 @@ import asyncio
 import json
 import logging
 import threading
-from contextlib import nullcontext
 from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import nullcontext
 from typing import Any
 
 from pydantic import BaseModel
 
-from assistant.events import DoneEvent, ErrorEvent, event_payload
+from atelier.assistant.events import DoneEvent, ErrorEvent, event_payload
 
 log = logging.getLogger("atelier.api")
 _END = object()

@@ -11,12 +11,12 @@ import logging
 
 import streamlit as st
 
-from assistant.settings import get_settings
-from memory.update import NotRemembered
-from tools.images import ImageError, load_image
-from ui import backend
-from ui.chat_state import ChatMessage, Chip, Transcript, memory_chips, run_turn, short_why
-from tools.schema import SearchResult
+from atelier.memory.update import NotRemembered
+from atelier.tools.images import ImageError, load_image
+from atelier.tools.schema import SearchResult
+from atelier.tools.settings import apply_offline_defaults, get_settings
+from atelier.ui import backend
+from atelier.ui.chat_state import ChatMessage, Chip, Transcript, memory_chips, run_turn, short_why
 
 log = logging.getLogger("atelier.ui")
 PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp"]
@@ -240,6 +240,7 @@ def read_chat_input() -> None:
 
 
 def main() -> None:
+    apply_offline_defaults()
     st.set_page_config(page_title="Atelier", page_icon=":material/checkroom:", layout="wide")
     transcript = state()
     read_chat_input()

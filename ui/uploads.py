@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from tools.images import ImageError, load_image
-from ui.errors import APIError
+from atelier.tools.images import ImageError, load_image
+from atelier.ui.errors import APIError
 
 MAX_TEXT_CHARS = 2000
 MULTIPART_OVERHEAD = 64 * 1024

@@ -15,8 +15,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from assistant.llm.base import AssistantTurn, ChatBackend, LLMError, ReplyContext, ToolCall
-from assistant.settings import Settings, get_settings
+from atelier.assistant.llm.base import AssistantTurn, ChatBackend, LLMError, ReplyContext, ToolCall
+from atelier.tools.settings import Settings, get_settings
 
 __all__ = ["AssistantTurn", "BackendFactory", "ChatBackend", "LLMError", "ReplyContext", "ToolCall",
            "available_backends", "get_llm", "register_backend"]
@@ -24,9 +24,9 @@ __all__ = ["AssistantTurn", "BackendFactory", "ChatBackend", "LLMError", "ReplyC
 BackendFactory = Callable[[Settings], ChatBackend]
 
 _REGISTRY: dict[str, BackendFactory | str] = {
-    "none": "assistant.llm.template:TemplateBackend",
-    "local": "assistant.llm.local:SmolLM2Backend",
-    "openai": "assistant.llm.openai_compat:OpenAIBackend",
+    "none": "atelier.assistant.llm.template:TemplateBackend",
+    "local": "atelier.assistant.llm.local:SmolLM2Backend",
+    "openai": "atelier.assistant.llm.openai_compat:OpenAIBackend",
 }
 
 

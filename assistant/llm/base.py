@@ -12,18 +12,21 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from assistant.grounding import GroundedStream
-from tools.schema import SearchResult
+from atelier.assistant.grounding import GroundedStream
+from atelier.tools.errors import UnavailableError
+from atelier.tools.schema import SearchResult
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
 
-class LLMError(RuntimeError):
+class LLMError(UnavailableError):
     """A backend could not produce a reply (endpoint down, bad model name, missing weights).
 
     ``message`` is safe to log and clear enough to act on; the agent falls back to the template reply.
     """
+
+    code = "llm_unavailable"
 
     def __init__(self, message: str, *, backend: str = "", status_code: int | None = None) -> None:
         super().__init__(message)

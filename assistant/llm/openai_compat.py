@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import openai
 
-from assistant.grounding import GroundedStream
-from assistant.llm.base import AssistantTurn, LLMError, ReplyContext, ToolCall
-from assistant.llm.prompts import build_messages
-from assistant.settings import Settings, get_settings
+from atelier.assistant.grounding import GroundedStream
+from atelier.assistant.llm.base import AssistantTurn, LLMError, ReplyContext, ToolCall
+from atelier.assistant.llm.prompts import build_messages
+from atelier.tools.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from langchain_openai import ChatOpenAI

@@ -11,10 +11,10 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from assistant.grounding import as_data, sanitize
-from assistant.llm.base import ReplyContext
-from assistant.settings import PROMPTS_DIR
-from tools.schema import SearchResult
+from atelier.assistant.grounding import as_data, sanitize
+from atelier.assistant.llm.base import ReplyContext
+from atelier.tools.schema import SearchResult
+from atelier.tools.settings import PROMPTS_DIR
 
 MAX_PRODUCTS = 8
 MAX_HISTORY = 8

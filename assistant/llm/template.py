@@ -10,8 +10,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from assistant.llm.base import ReplyContext
-from assistant.settings import Settings
+from atelier.assistant.llm.base import ReplyContext
+from atelier.tools.settings import Settings
 
 
 def word_chunks(text: str, words: int = 4) -> Iterator[str]:

@@ -16,6 +16,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from atelier.tools.errors import UnavailableError
+
 
 @runtime_checkable
 class Encoder(Protocol):
@@ -34,8 +36,10 @@ _REGISTRY: dict[str, EncoderFactory] = {}
 _LOADED: dict[str, Encoder] = {}
 
 
-class EncoderError(RuntimeError):
+class EncoderError(UnavailableError):
     """An encoder could not be built; the message says what to do."""
+
+    code = "encoder_unavailable"
 
 
 def register_encoder(prefix: str) -> Callable[[EncoderFactory], EncoderFactory]:
@@ -59,7 +63,7 @@ def available_encoders() -> list[str]:
 def load_encoder(name: str | None = None) -> Encoder:
     """Build (once per process) the encoder called ``name`` (default: ``ATELIER_ENCODER``)."""
     if name is None:
-        from assistant.settings import get_settings
+        from atelier.tools.settings import get_settings
 
         name = get_settings().encoder
     if name in _LOADED:
@@ -89,4 +93,4 @@ def encoder_fingerprint(encoder: Encoder) -> str:
 
 
 def _import_builtin() -> None:
-    from tools.encoders import compact, openclip  # noqa: F401  (registration side effect)
+    from atelier.tools.encoders import compact, openclip  # noqa: F401  (registration side effect)

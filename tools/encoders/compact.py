@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tools.encoders import EncoderError, register_encoder
-from tools.encoders.heads import DEFAULT_WEIGHTS, TEXT_DIM, CompactConfig, CompactWeights
-from tools.encoders.vision import OnnxRunner, Tail, Tower, batched, hsv_histogram, pixels, split_backbone
+from atelier.tools.encoders import EncoderError, register_encoder
+from atelier.tools.encoders.heads import DEFAULT_WEIGHTS, TEXT_DIM, CompactConfig, CompactWeights
+from atelier.tools.encoders.vision import OnnxRunner, Tail, Tower, batched, hsv_histogram, pixels, split_backbone
+from atelier.tools.vectors import unit_rows
 
 TEXT_BATCH = 64
 IMAGE_BATCH = 32
@@ -76,7 +77,7 @@ class CompactEncoder:
         if self.weights.adapter is not None:
             with torch.inference_mode():
                 out = self.weights.adapter(out)
-        return _normalise(out.numpy())
+        return unit_rows(out.numpy())
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:
         if not images:
@@ -94,7 +95,7 @@ class CompactEncoder:
         with torch.inference_mode():
             out = self.weights.head(torch.from_numpy(np.asarray(features, np.float32)),
                                     torch.from_numpy(np.asarray(hist, np.float32)))
-        return _normalise(out.numpy())
+        return unit_rows(out.numpy())
 
     def _text(self):
         with self._lock:
@@ -105,7 +106,7 @@ class CompactEncoder:
     def _image(self) -> OnnxRunner:
         with self._lock:
             if self._image_model is None:
-                from assistant.settings import get_settings
+                from atelier.tools.settings import get_settings
 
                 trunk, tail = split_backbone(self.weights.config.variant, self.weights.config.split)
                 if self.weights.tail is not None:
@@ -118,11 +119,6 @@ class CompactEncoder:
                 self._image_model = OnnxRunner(tower, cache, tag, enabled=enabled)
             return self._image_model
 
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 @register_encoder("compact")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
-from tools.encoders.vision import FEATURE_DIM, HIST_DIM, SPLIT_BLOCK, TRUNK_POOL_DIM, Tail
+from atelier.tools.encoders.vision import FEATURE_DIM, HIST_DIM, SPLIT_BLOCK, TRUNK_POOL_DIM, Tail
 
 TEXT_DIM = 384
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import assistant.settings  # noqa: F401  (sets HF_HUB_OFFLINE=1 unless the user chose otherwise)
-from tools.encoders import EncoderError, register_encoder
+from atelier.tools.encoders import EncoderError, register_encoder
+from atelier.tools.vectors import unit_rows
 
 SCHEMAS = ("hf-hub:", "local-dir:")
 BATCH = 32
@@ -98,10 +98,10 @@ class OpenClipEncoder:
             for lo in range(0, len(texts), BATCH):
                 tokens = self.tokenizer(list(texts[lo : lo + BATCH])).to(self.device)
                 out.append(self.model.encode_text(tokens).float().cpu().numpy())
-        return _normalise(np.concatenate(out))
+        return unit_rows(np.concatenate(out))
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:
-        from tools.encoders.vision import to_rgb
+        from atelier.tools.encoders.vision import to_rgb
 
         torch = self._torch
         out = [np.zeros((0, self.dim), np.float32)]
@@ -109,7 +109,7 @@ class OpenClipEncoder:
             for lo in range(0, len(images), BATCH):
                 x = torch.stack([self.preprocess(to_rgb(im)) for im in images[lo : lo + BATCH]]).to(self.device)
                 out.append(self.model.encode_image(x).float().cpu().numpy())
-        return _normalise(np.concatenate(out))
+        return unit_rows(np.concatenate(out))
 
 
 def _sync_offline_mode() -> None:
@@ -139,14 +139,10 @@ def _failure_message(model: str, pretrained: str | None, exc: Exception) -> str:
     )
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
 
 @register_encoder("open_clip")
 def build_open_clip(rest: str) -> OpenClipEncoder:
-    from assistant.settings import get_settings
+    from atelier.tools.settings import get_settings
 
     model, pretrained = parse_name(rest)
     return OpenClipEncoder(model, pretrained, name=f"open_clip:{rest}", device=get_settings().device)

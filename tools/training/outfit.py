@@ -27,25 +27,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
 
-from assistant.settings import Settings, get_settings
-from tools.catalogs import read_catalog
-from tools.encoders import Encoder, load_encoder
-from tools.outfit_model import (
-    DEFAULT_BLEND,
-    DEFAULT_WEIGHTS,
-    CompatibilityScorer,
-    CooccurrenceTable,
-    ItemFeatures,
-    OutfitConfig,
-    OutfitSetEncoder,
-    OutfitWeights,
-    Vocab,
-    encoder_fingerprint,
-    save_weights,
-    standardise,
-)
-from tools.schema import Product
-from tools.taxonomy import get_taxonomy
+from atelier.tools.catalogs import read_catalog
+from atelier.tools.encoders import Encoder, load_encoder
+from atelier.tools.outfit_model import (DEFAULT_BLEND, DEFAULT_WEIGHTS, CompatibilityScorer, CooccurrenceTable,
+    ItemFeatures, OutfitConfig, OutfitSetEncoder, OutfitWeights, Vocab, save_weights, standardise,
+    text_space_fingerprint)
+from atelier.tools.schema import Product
+from atelier.tools.settings import Settings, get_settings
+from atelier.tools.taxonomy import get_taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +164,7 @@ def catalog_vectors(products: Sequence[Product], encoder: Encoder, cache_dir: Pa
     if adapt is not None and str(encoder.name).startswith("compact"):
         path = cache_dir / f"minilm-raw-{_cache_key(*texts)}.npy"
         if not path.is_file():
-            from tools.encoders.compact import load_text_model
+            from atelier.tools.encoders.compact import load_text_model
 
             progress and progress(f"embedding {len(texts)} product texts (MiniLM, cached)")
             raw = load_text_model().encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
@@ -183,7 +172,7 @@ def catalog_vectors(products: Sequence[Product], encoder: Encoder, cache_dir: Pa
             np.save(path, raw.astype(np.float32))
         vectors = adapt(np.load(path))
     else:
-        path = cache_dir / f"text-{_cache_key(encoder_fingerprint(encoder), *texts)}.npy"
+        path = cache_dir / f"text-{_cache_key(text_space_fingerprint(encoder), *texts)}.npy"
         if not path.is_file():
             progress and progress(f"embedding {len(texts)} product texts (cached)")
             np.save(path, encoder.embed_texts(texts))
@@ -414,7 +403,7 @@ def train_outfit(settings: Settings | None = None, out: Path = DEFAULT_WEIGHTS, 
     seconds = round(time.perf_counter() - started, 1)
     meta = OutfitWeights(
         config=config.model, vocab=vocab, cooccurrence=cooc, blend=blend, encoder=str(encoder.name),
-        encoder_fingerprint=encoder_fingerprint(encoder),
+        encoder_fingerprint=text_space_fingerprint(encoder),
         metrics={**{f"validation_fitb_{k}": v for k, v in validation.items()}, "epochs": best_epoch,
                  "train_seconds": seconds, "baskets": len(baskets), "pairs": len(all_pairs)},
         notes=f"fallback blend without the model: {fallback_blend}",

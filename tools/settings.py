@@ -1,25 +1,43 @@
-"""One typed settings object for the whole of Atelier.
+"""One typed settings object for the whole of Atelier: the bottom layer, importing nothing of the project.
 
 Every knob is an ``ATELIER_*`` environment variable (or a ``.env`` file entry); code asks
 ``get_settings()`` instead of reading the environment itself, so tests can swap a whole
-configuration with ``override_settings``.
+configuration with ``override_settings``. Importing this module changes nothing: entry points (the CLI,
+the API app, the Streamlit app, benchmarks) call ``apply_offline_defaults()`` explicitly.
 """
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+OFFLINE_DEFAULTS = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "ANONYMIZED_TELEMETRY": "False",
+}
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PROMPTS_DIR = REPO_ROOT / "prompts"
+PROMPTS_DIR = Path(str(resources.files("atelier.prompts")))
+"""Prompts, taxonomy, vocabulary and templates: package data, found the same way in a checkout and a wheel."""
+
+
+def apply_offline_defaults() -> None:
+    """Fail fast instead of retrying a model hub that cannot be reached (a user's own setting wins).
+
+    Called by every entry point, never at import: importing a library must not change the environment.
+    """
+    for key, value in OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def default_datasets() -> Path:
+    """``../shared/datasets`` beside the working folder (the layout of a checkout), or ``ATELIER_DATASETS``."""
+    return Path.cwd().parent / "shared" / "datasets"
 
 
 class Settings(BaseSettings):
@@ -39,7 +57,7 @@ class Settings(BaseSettings):
     llm_model: str = Field("gpt-4o-mini", description="Model name sent to the OpenAI-compatible endpoint.")
     llm_api_key: str = Field("not-needed", description="API key for the OpenAI-compatible endpoint.")
     llm_max_tokens: int = 256
-    datasets: Path = Field(REPO_ROOT.parent / "shared" / "datasets", description="Folder of the shared datasets.")
+    datasets: Path = Field(default_factory=default_datasets, description="Folder of the shared datasets.")
     relevance_threshold: float = Field(
         0.285, description="Relevance gate: below this best dense similarity (and no keyword match) a search "
                           "returns nothing rather than junk; 0 disables it.")

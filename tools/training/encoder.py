@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tools.encoders.evaluate import cross_modal_recall
-from tools.encoders.features import Features, extract
-from tools.encoders.heads import DEFAULT_WEIGHTS, CompactConfig, CompactWeights, ImageHead, TextAdapter
-from tools.encoders.vision import split_backbone, trunk_pool
+from atelier.tools.encoders.heads import DEFAULT_WEIGHTS, CompactConfig, CompactWeights, ImageHead, TextAdapter
+from atelier.tools.encoders.vision import split_backbone, trunk_pool
+from atelier.tools.training.evaluate import cross_modal_recall
+from atelier.tools.training.features import Features, extract
 
 
 def _text_ids(texts: list[str]) -> np.ndarray:
@@ -114,7 +114,7 @@ def train_compact(
     ``tune_blocks``: 0 trains the head on frozen pooled features; k in 1..4 also fine-tunes the last k
     blocks of the backbone tail (and its 1x1 conv head) from cached trunk activations.
     """
-    from assistant.settings import get_settings
+    from atelier.tools.settings import get_settings
 
     settings = get_settings()
     datasets = datasets or settings.datasets
@@ -200,7 +200,7 @@ def _batches(train_idx: dict[str, np.ndarray], batch_size: int, rng: np.random.G
 
 
 def _head(f: Features, n: int) -> Features:
-    from tools.encoders.features import _subset
+    from atelier.tools.training.features import _subset
 
     n = min(n, len(f.pairs.ids))
     return Features(_subset(f.pairs, np.arange(n)), f.trunk[:n], f.pooled[:n], f.hist[:n], f.text[:n])
@@ -248,6 +248,9 @@ def evaluate_model(model: Model, hm: Features, tuned: bool) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
+    from atelier.tools.settings import apply_offline_defaults
+
+    apply_offline_defaults()
     p = argparse.ArgumentParser(description="Train the compact encoder head (atelier train-encoder).")
     p.add_argument("--output", type=Path, default=DEFAULT_WEIGHTS)
     p.add_argument("--catalogs", default="hm", help="hm, or hm,fpi (FPI pairs lowered H&M test recall, see docs)")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TextIO
 
-from assistant.events import (DoneEvent, ErrorEvent, Event, MemoryEvent, ProductsEvent, StatusEvent, TextDeltaEvent,
-                              ToolCallEvent)
+from atelier.assistant.events import (DoneEvent, ErrorEvent, Event, MemoryEvent, ProductsEvent, StatusEvent,
+    TextDeltaEvent, ToolCallEvent)
 
 
 def ask_payload(events: list[Event], session: str) -> dict[str, Any]:

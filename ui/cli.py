@@ -13,10 +13,16 @@ from typing import Optional
 
 import typer
 
-from assistant.settings import get_settings, override_settings
+from atelier.tools.settings import apply_offline_defaults, get_settings, override_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Atelier: a conversational fashion shopping assistant over your product catalog.")
+
+
+@app.callback()
+def _entry() -> None:
+    """Every command runs offline-first (hub look-ups fail fast) unless the user's environment says otherwise."""
+    apply_offline_defaults()
 
 
 def apply_store(store: Optional[Path]) -> None:
@@ -49,14 +55,14 @@ def ingest(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Embed a catalog's product text and photos into the store (resumable, skips unchanged items)."""
-    from tools.catalogs import CatalogOptions, detect_format, load_mapping
-    from tools.ingest import ingest as run_ingest
+    from atelier.tools.catalogs import CatalogOptions, detect_format, load_mapping
+    from atelier.tools.ingest import ingest as run_ingest
 
     apply_store(store)
     if not path.exists():
         fail(f"catalog not found: {path}")
     if if_empty:
-        from tools.store import open_store
+        from atelier.tools.store import open_store
 
         count = open_store().count()
         if count:
@@ -99,8 +105,8 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Hybrid product search with filters."""
-    from tools.query_parser import SearchFilters
-    from tools.search import default_search
+    from atelier.tools.query_parser import SearchFilters
+    from atelier.tools.search import default_search
 
     apply_store(store)
     must = {f: v for f, v in dict(category=category, group=group, colour=colour, pattern=pattern,
@@ -136,7 +142,7 @@ def serve(
     """Run the HTTP API (SSE chat, products, /widget.js and the /demo page) with uvicorn."""
     import uvicorn
 
-    from ui.api import create_app
+    from atelier.ui.api import create_app
 
     apply_store(store)
     typer.echo(f"Atelier API on http://{host}:{port}  (docs /docs, widget demo /demo)")
@@ -153,7 +159,7 @@ def run_ui(
     import os
     import subprocess
 
-    app_path = Path(__file__).resolve().parent.parent / "ui" / "streamlit_app.py"
+    app_path = Path(__file__).resolve().parent / "streamlit_app.py"
     env = dict(os.environ, **({"ATELIER_STORE": str(store)} if store is not None else {}))
     typer.echo(f"Atelier app on http://{host}:{port}")
     raise typer.Exit(subprocess.call(
@@ -175,9 +181,9 @@ def outfit(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Complete an outfit: compatible catalog items for each missing slot (top → bottom, shoes, ...)."""
-    from tools.images import ImageError, load_image
-    from tools.outfit import default_completer
-    from tools.query_parser import SearchFilters
+    from atelier.tools.images import ImageError, load_image
+    from atelier.tools.outfit import default_completer
+    from atelier.tools.query_parser import SearchFilters
 
     apply_store(store)
     if not product and image is None:
@@ -210,8 +216,8 @@ def train_outfit_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Train the outfit compatibility model on H&M baskets (never on the test split); minutes on CPU."""
-    from tools.outfit_model import DEFAULT_WEIGHTS
-    from tools.outfit_train import TrainConfig, train_outfit
+    from atelier.tools.outfit_model import DEFAULT_WEIGHTS
+    from atelier.tools.training.outfit import TrainConfig, train_outfit
 
     try:
         report = train_outfit(out=out or DEFAULT_WEIGHTS, config=TrainConfig(epochs=epochs, seed=seed),
@@ -232,8 +238,8 @@ def attributes(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (a list when several images are given)."),
 ) -> None:
     """Read category, group, colour, pattern, gender (and sleeves, neckline, length, fit) off product photos."""
-    from tools.attributes import describe_files
-    from tools.images import ImageError
+    from atelier.tools.attributes import describe_files
+    from atelier.tools.images import ImageError
 
     try:
         described = describe_files(images, method)
@@ -254,8 +260,8 @@ def train_probes_command(
     out: Optional[Path] = typer.Option(None, help="Output file (default tools/probes/probes.json)."),
 ) -> None:
     """Train and calibrate the attribute probes on non-test catalog items (embeddings are cached)."""
-    from tools.probes import DEFAULT_PROBES
-    from tools.probes.train import train_heads
+    from atelier.tools.probes import DEFAULT_PROBES
+    from atelier.tools.training.probes import train_heads
 
     heads = train_heads(fpi_limit=fpi_limit, log=typer.echo)
     heads.save(out or DEFAULT_PROBES)
@@ -272,8 +278,8 @@ def train_encoder_command(
     seed: int = typer.Option(0, help="Random seed."),
 ) -> None:
     """Train the compact encoder's image tower into MiniLM's text space on both catalogs (test split excluded)."""
-    from tools.encoders.heads import DEFAULT_WEIGHTS
-    from tools.encoders.train import train_compact
+    from atelier.tools.encoders.heads import DEFAULT_WEIGHTS
+    from atelier.tools.training.encoder import train_compact
 
     metrics = train_compact(out or DEFAULT_WEIGHTS, catalogs=tuple(catalogs.split(",")), tune_blocks=tune_blocks,
                             epochs=epochs, text_adapter=text_adapter, seed=seed, log=typer.echo)
@@ -289,8 +295,8 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print session, reply, results, tool calls and memory."),
 ) -> None:
     """One message in a conversation; consecutive asks with the same --session continue it."""
-    from assistant.agent import Assistant
-    from assistant.chat_cli import ask_payload, render_stream
+    from atelier.assistant.agent import Assistant
+    from atelier.ui.chat_cli import ask_payload, render_stream
 
     apply_store(store)
     if image is not None and not image.is_file():
@@ -315,8 +321,8 @@ def chat(
     store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
 ) -> None:
     """Interactive chat in the terminal (replies stream; /help-style commands for photos and clicks)."""
-    from assistant.agent import Assistant
-    from assistant.chat_cli import chat_loop
+    from atelier.assistant.agent import Assistant
+    from atelier.ui.chat_cli import chat_loop
 
     apply_store(store)
     assistant = Assistant()
@@ -330,7 +336,7 @@ def replay(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Replay conversations and check their expectations; exits 1 if any is unmet."""
-    from assistant.replay import format_report, run_files
+    from atelier.assistant.replay import format_report, run_files
 
     apply_store(store)
     missing = [str(f) for f in files if not f.exists()]
@@ -351,9 +357,9 @@ def export_session_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the YAML here (default: stdout)."),
 ) -> None:
     """Write a real session as a replay conversation (YAML)."""
-    from assistant.agent import Assistant
-    from assistant.replay import dump_yaml
-    from memory import SessionNotFound
+    from atelier.assistant.agent import Assistant
+    from atelier.assistant.session_export import dump_yaml
+    from atelier.memory import SessionNotFound
 
     try:
         text = dump_yaml(Assistant().export(session))

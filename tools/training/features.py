@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from tools.encoders.vision import (FEATURE_DIM, HIST_DIM, TRUNK_SHAPE, OnnxRunner, Tower, hsv_histogram, pixels,
-                                  split_backbone)
+from atelier.tools.encoders.vision import (FEATURE_DIM, HIST_DIM, TRUNK_SHAPE, OnnxRunner, Tower, hsv_histogram, pixels,
+    split_backbone)
 
 TEXT_DIM = 384
 
@@ -150,7 +150,7 @@ def extract(catalog: str, datasets: Path, cache_dir: Path, variant: str = "lite0
             meta_path.write_text(json.dumps(meta))
         if meta["texts_done"] < hi:
             if text_model is None:
-                from tools.encoders.compact import load_text_model
+                from atelier.tools.encoders.compact import load_text_model
 
                 text_model = load_text_model()
             t0, start = time.time(), meta["texts_done"]
@@ -181,7 +181,9 @@ def _ids_hash(ids: list[str]) -> str:
 if __name__ == "__main__":
     import sys
 
-    from assistant.settings import get_settings
+    from atelier.tools.settings import apply_offline_defaults, get_settings
+
+    apply_offline_defaults()
 
     s = get_settings()
     for cat in sys.argv[1:] or CATALOGS:

@@ -9,7 +9,7 @@ head per attribute.
 
 Image features (encoder embeddings and colour histograms) are cached per encoder fingerprint under
 ``<cache_dir>/attributes`` so retraining and the benchmark rerun in seconds. ``atelier train-probes`` (or
-``python -m tools.probes.train``) rebuilds ``tools/probes/probes.json``.
+``python -m atelier.tools.training.probes``) rebuilds ``tools/probes/probes.json``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from assistant.settings import get_settings
-from tools.probes import DEFAULT_PROBES, Head, HeadSet, choose_threshold, fit_temperature
+from atelier.tools.probes import DEFAULT_PROBES, Head, HeadSet, choose_threshold, fit_temperature
+from atelier.tools.settings import get_settings
 
 FPI_DIR = "fashion-product-images-small"
 TAXONOMY_LABELS = ("category", "group", "colour", "pattern", "gender")
@@ -58,7 +58,7 @@ def test_split(datasets: Path) -> tuple[set[str], set[str]]:
 
 def catalog_items(catalog: str, datasets: Path | None = None, split: str = "train") -> Items:
     """H&M or FPI items of one split ("train": every non-test item, "test": the test split, "all")."""
-    from tools.catalogs import Reject, read_catalog
+    from atelier.tools.catalogs import Reject, read_catalog
 
     datasets = datasets or get_settings().datasets
     hm_test, fpi_test = test_split(datasets)
@@ -98,7 +98,7 @@ def text_labels(descriptions: list[str], groups: list[str], rules: dict[str, lis
 def image_features(items: Items, encoder, batch: int = 64,
                    log: Callable[[str], None] = print) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings, colour features) for ``items``, computed once per encoder and cached, resumably."""
-    from tools.attributes import colour_features, encoder_fingerprint
+    from atelier.tools.attributes import colour_features, encoder_fingerprint
 
     root = get_settings().cache_dir / "attributes" / encoder_fingerprint(encoder)
     root.mkdir(parents=True, exist_ok=True)
@@ -140,7 +140,7 @@ def _from_encoder_cache(encoder, items: Items, todo: list[int]) -> dict[int, tup
     An optimisation only: it is used when projecting two cached items reproduces ``embed_images`` exactly
     (a tuned tail or extra trunk descriptors would not), and any failure falls back to embedding the photos.
     """
-    from tools.attributes import colour_features
+    from atelier.tools.attributes import colour_features
 
     project = getattr(encoder, "project", None)
     weights = getattr(encoder, "weights", None)
@@ -149,7 +149,7 @@ def _from_encoder_cache(encoder, items: Items, todo: list[int]) -> dict[int, tup
     try:
         import json
 
-        from tools.encoders.features import _ids_hash, cache_root, load_pairs
+        from atelier.tools.training.features import _ids_hash, cache_root, load_pairs
 
         root = cache_root(get_settings().cache_dir, weights.config.variant) / items.catalog
         meta = json.loads((root / "meta.json").read_text())
@@ -302,7 +302,7 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
 def training_set(datasets: Path, encoder, fpi_limit: int = 0, seed: int = 0,
                  log: Callable[[str], None] = print) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Labels and features of every non-test H&M item plus a random sample of non-test FPI items."""
-    from tools.attributes import load_attribute_config
+    from atelier.tools.attributes import load_attribute_config
 
     config = load_attribute_config()
     hm = catalog_items("hm", datasets, "train")
@@ -332,8 +332,8 @@ def train_heads(encoder=None, datasets: Path | None = None, fpi_limit: int = 0,
     """Probe, fusion, zero-shot and (colour) pixel heads for every attribute, calibrated; the best kind on the
     held-out slice is the default. Probe settings are picked inside the training rows (``fit_probe``), so the
     held-out slice only calibrates and chooses the kind."""
-    from tools.attributes import encoder_fingerprint, load_attribute_config, zero_shot_head
-    from tools.encoders import load_encoder
+    from atelier.tools.attributes import encoder_fingerprint, load_attribute_config, zero_shot_head
+    from atelier.tools.encoders import load_encoder
 
     encoder = encoder or load_encoder()
     datasets = datasets or get_settings().datasets
@@ -368,6 +368,9 @@ def train_heads(encoder=None, datasets: Path | None = None, fpi_limit: int = 0,
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
+    from atelier.tools.settings import apply_offline_defaults
+
+    apply_offline_defaults()
     parser = argparse.ArgumentParser(description="Train the attribute probes (non-test items only).")
     parser.add_argument("--fpi-limit", type=int, default=0, help="FPI training items sampled (0 = all).")
     parser.add_argument("--out", type=Path, default=DEFAULT_PROBES)
