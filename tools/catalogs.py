@@ -148,39 +148,53 @@ def hm_gender(row: dict[str, str]) -> str:
 @register_format("hm")
 def read_hm(path: Path, options: CatalogOptions) -> Iterator[Row]:
     """H&M ``articles.csv`` (the Personalized Fashion Recommendations schema plus price and image_path)."""
-    csv_path = path / "articles.csv" if path.is_dir() else path
+    return _read_csv_catalog(path, "articles.csv", ("article_id", "prod_name"), _hm_fields, options)
+
+
+def _hm_fields(row: dict[str, str], raw_id: str, tax: Taxonomy) -> dict[str, Any]:
+    try:
+        price = parse_price(row.get("price"))
+    except ValueError as exc:
+        raise ValueError(f"malformed price: {exc}") from exc
+    category = tax.from_source("category", "hm", row.get("product_type_name"))
+    if category == "trousers" and row.get("garment_group_name") == "Trousers Denim":
+        category = "jeans"
+    group = tax.group_of(category) if category != UNKNOWN else HM_GROUPS.get(
+        row.get("product_group_name", "").lower(), "other")
+    return {
+        "id": raw_id,
+        "title": clean_text(row.get("prod_name")),
+        "description": clean_text(row.get("detail_desc")),
+        "category": category,
+        "group": group,
+        "colour": tax.from_source("colour", "hm", row.get("colour_group_name")),
+        "pattern": tax.from_source("pattern", "hm", row.get("graphical_appearance_name")),
+        "gender": hm_gender(row),
+        "price": price,
+        "currency": "",
+        "image_path": row.get("image_path") or None,
+        "attributes": {k: clean_text(row.get(k)) for k in HM_FIELDS if row.get(k)},
+        "source": "hm",
+    }
+
+
+def _read_csv_catalog(path: Path, filename: str, required: tuple[str, str],
+                      to_fields: Callable[[dict[str, str], str, Taxonomy], dict[str, Any]],
+                      options: CatalogOptions) -> Iterator[Row]:
+    """The row loop every CSV source shares: a row without its id or title column, or one whose fields
+    cannot be read (``ValueError``), becomes a ``Reject`` with the reason; the rest become products."""
+    csv_path = path / filename if path.is_dir() else path
     base = options.image_root or csv_path.parent
-    tax = options.taxonomy
     for number, row in _csv_rows(csv_path):
-        raw_id = clean_text(row.get("article_id"))
-        if not raw_id or not clean_text(row.get("prod_name")):
-            yield Reject(number, raw_id, "missing article_id or prod_name")
+        raw_id = clean_text(row.get(required[0]))
+        if not raw_id or not clean_text(row.get(required[1])):
+            yield Reject(number, raw_id, f"missing {required[0]} or {required[1]}")
             continue
         try:
-            price = parse_price(row.get("price"))
+            fields = to_fields(row, raw_id, options.taxonomy)
         except ValueError as exc:
-            yield Reject(number, raw_id, f"malformed price: {exc}")
+            yield Reject(number, raw_id, str(exc))
             continue
-        category = tax.from_source("category", "hm", row.get("product_type_name"))
-        if category == "trousers" and row.get("garment_group_name") == "Trousers Denim":
-            category = "jeans"
-        group = tax.group_of(category) if category != UNKNOWN else HM_GROUPS.get(
-            row.get("product_group_name", "").lower(), "other")
-        fields = {
-            "id": raw_id,
-            "title": clean_text(row.get("prod_name")),
-            "description": clean_text(row.get("detail_desc")),
-            "category": category,
-            "group": group,
-            "colour": tax.from_source("colour", "hm", row.get("colour_group_name")),
-            "pattern": tax.from_source("pattern", "hm", row.get("graphical_appearance_name")),
-            "gender": hm_gender(row),
-            "price": price,
-            "currency": "",
-            "image_path": row.get("image_path") or None,
-            "attributes": {k: clean_text(row.get(k)) for k in HM_FIELDS if row.get(k)},
-            "source": "hm",
-        }
         yield _build(number, raw_id, fields, base)
 
 
@@ -199,34 +213,29 @@ FPI_FIELDS = ("masterCategory", "subCategory", "articleType", "baseColour", "sea
 @register_format("fpi")
 def read_fpi(path: Path, options: CatalogOptions) -> Iterator[Row]:
     """Fashion Product Images (Myntra) ``styles.csv``: no prices, no descriptions, no pattern field."""
-    csv_path = path / "styles.csv" if path.is_dir() else path
-    base = options.image_root or csv_path.parent
-    tax = options.taxonomy
-    for number, row in _csv_rows(csv_path):
-        raw_id = clean_text(row.get("id"))
-        title = clean_text(row.get("productDisplayName"))
-        if not raw_id or not title:
-            yield Reject(number, raw_id, "missing id or productDisplayName")
-            continue
-        category = tax.from_source("category", "fpi", row.get("articleType"))
-        group = tax.group_of(category) if category != UNKNOWN else FPI_GROUPS.get(
-            (row.get("subCategory") or "").lower(), "other")
-        facts = [row.get(k, "") for k in ("articleType", "baseColour", "usage", "season")]
-        fields = {
-            "id": raw_id,
-            "title": title,
-            "description": ", ".join(clean_text(f) for f in facts if clean_text(f)),
-            "category": category,
-            "group": group,
-            "colour": tax.from_source("colour", "fpi", row.get("baseColour")),
-            "pattern": tax.normalise("pattern", title) if tax.find_mentions(title, ("pattern",)) else UNKNOWN,
-            "gender": FPI_GENDERS.get((row.get("gender") or "").lower(), UNKNOWN),
-            "price": None,
-            "image_path": row.get("image_path") or f"images/{raw_id}.jpg",
-            "attributes": {k: clean_text(row.get(k)) for k in FPI_FIELDS if row.get(k)},
-            "source": "fpi",
-        }
-        yield _build(number, raw_id, fields, base)
+    return _read_csv_catalog(path, "styles.csv", ("id", "productDisplayName"), _fpi_fields, options)
+
+
+def _fpi_fields(row: dict[str, str], raw_id: str, tax: Taxonomy) -> dict[str, Any]:
+    title = clean_text(row.get("productDisplayName"))
+    category = tax.from_source("category", "fpi", row.get("articleType"))
+    group = tax.group_of(category) if category != UNKNOWN else FPI_GROUPS.get(
+        (row.get("subCategory") or "").lower(), "other")
+    facts = [row.get(k, "") for k in ("articleType", "baseColour", "usage", "season")]
+    return {
+        "id": raw_id,
+        "title": title,
+        "description": ", ".join(clean_text(f) for f in facts if clean_text(f)),
+        "category": category,
+        "group": group,
+        "colour": tax.from_source("colour", "fpi", row.get("baseColour")),
+        "pattern": tax.normalise("pattern", title) if tax.find_mentions(title, ("pattern",)) else UNKNOWN,
+        "gender": FPI_GENDERS.get((row.get("gender") or "").lower(), UNKNOWN),
+        "price": None,
+        "image_path": row.get("image_path") or f"images/{raw_id}.jpg",
+        "attributes": {k: clean_text(row.get(k)) for k in FPI_FIELDS if row.get(k)},
+        "source": "fpi",
+    }
 
 
 GENERIC_FIELDS = ("id", "title", "description", "category", "group", "colour", "pattern", "gender", "price",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -23,6 +23,10 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 def _entry() -> None:
     """Every command runs offline-first (hub look-ups fail fast) unless the user's environment says otherwise."""
     apply_offline_defaults()
+
+
+StoreOption = Annotated[Optional[Path], typer.Option(help="Chroma store folder (default ATELIER_STORE).")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
 def apply_store(store: Optional[Path]) -> None:
@@ -45,14 +49,14 @@ def ingest(
     path: Path = typer.Argument(..., help="Catalog folder or file."),
     format: str = typer.Option("auto", "--format", "-f", help="hm | fpi | generic | auto"),
     limit: Optional[int] = typer.Option(None, help="Ingest at most N rows."),
-    store: Optional[Path] = typer.Option(None, help="Chroma store folder (default ATELIER_STORE)."),
+    store: StoreOption = None,
     mapping: Optional[Path] = typer.Option(None, help="YAML column mapping for --format generic."),
     map_: list[str] = typer.Option([], "--map", help="field=column mapping pair (generic), repeatable."),
     batch_size: int = typer.Option(64, help="Items embedded per batch."),
     predict: bool = typer.Option(True, "--predict/--no-predict",
                                  help="Predict attributes the catalog lacks from the photos."),
     if_empty: bool = typer.Option(False, "--if-empty", help="Do nothing when the store already has products."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Embed a catalog's product text and photos into the store (resumable, skips unchanged items)."""
     from atelier.tools.catalogs import CatalogOptions, detect_format, load_mapping
@@ -93,7 +97,7 @@ def ingest(
 def search(
     query: str = typer.Argument(..., help='e.g. "black dress under 40"'),
     k: int = typer.Option(10, "-k", help="Number of results."),
-    store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
+    store: StoreOption = None,
     category: list[str] = typer.Option([], help="Filter: category (repeatable)."),
     group: list[str] = typer.Option([], help="Filter: group / outfit slot."),
     colour: list[str] = typer.Option([], help="Filter: colour family."),
@@ -102,7 +106,7 @@ def search(
     price_min: Optional[float] = typer.Option(None, help="Minimum price."),
     price_max: Optional[float] = typer.Option(None, help="Maximum price."),
     no_parse: bool = typer.Option(False, help="Do not read filters from the query text."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Hybrid product search with filters."""
     from atelier.tools.query_parser import SearchFilters
@@ -137,7 +141,7 @@ def show_config() -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
-    store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
+    store: StoreOption = None,
 ) -> None:
     """Run the HTTP API (SSE chat, products, /widget.js and the /demo page) with uvicorn."""
     import uvicorn
@@ -153,7 +157,7 @@ def serve(
 def run_ui(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8501, help="Port to listen on."),
-    store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
+    store: StoreOption = None,
 ) -> None:
     """Start the Streamlit shopping app."""
     import os
@@ -174,11 +178,11 @@ def outfit(
     image: Optional[Path] = typer.Option(None, help="Photo of an item to build the outfit around."),
     slot: Optional[str] = typer.Option(None, help="Only this slot, e.g. shoes (a group of the taxonomy)."),
     k: int = typer.Option(5, "-k", help="Suggestions per slot."),
-    store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
+    store: StoreOption = None,
     gender: list[str] = typer.Option([], help="Department: women | men | kids | unisex (default: the outfit's)."),
     avoid_colour: list[str] = typer.Option([], help="Colour never to suggest (repeatable)."),
     price_max: Optional[float] = typer.Option(None, help="Maximum price of each suggestion."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Complete an outfit: compatible catalog items for each missing slot (top → bottom, shoes, ...)."""
     from atelier.tools.images import ImageError, load_image
@@ -213,7 +217,7 @@ def train_outfit_command(
     epochs: int = typer.Option(12, help="Epochs of the schedule (the best on validation baskets is kept)."),
     out: Optional[Path] = typer.Option(None, help="Weights file (default tools/outfit_weights/outfit.pt)."),
     seed: int = typer.Option(0, help="Random seed."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Train the outfit compatibility model on H&M baskets (never on the test split); minutes on CPU."""
     from atelier.tools.outfit_model import DEFAULT_WEIGHTS
@@ -235,7 +239,7 @@ def train_outfit_command(
 def attributes(
     images: list[Path] = typer.Argument(..., help="Product photo(s)."),
     method: str = typer.Option("auto", help="auto (best per attribute) | probe | zero-shot | pixels | fusion"),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (a list when several images are given)."),
+    as_json: JsonFlag = False,
 ) -> None:
     """Read category, group, colour, pattern, gender (and sleeves, neckline, length, fit) off product photos."""
     from atelier.tools.attributes import describe_files
@@ -291,8 +295,8 @@ def ask(
     message: str = typer.Argument(..., help='What to say, e.g. "a black dress under 40".'),
     session: Optional[str] = typer.Option(None, "--session", "-s", help="Session id (created on first use)."),
     image: Optional[Path] = typer.Option(None, help="A photo to send with the message."),
-    store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
-    as_json: bool = typer.Option(False, "--json", help="Print session, reply, results, tool calls and memory."),
+    store: StoreOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """One message in a conversation; consecutive asks with the same --session continue it."""
     from atelier.assistant.agent import Assistant
@@ -318,7 +322,7 @@ def ask(
 @app.command()
 def chat(
     session: Optional[str] = typer.Option(None, "--session", "-s", help="Continue this session."),
-    store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
+    store: StoreOption = None,
 ) -> None:
     """Interactive chat in the terminal (replies stream; /help-style commands for photos and clicks)."""
     from atelier.assistant.agent import Assistant
@@ -332,8 +336,8 @@ def chat(
 @app.command()
 def replay(
     files: list[Path] = typer.Argument(..., help="Conversation YAML files or folders of them."),
-    store: Optional[Path] = typer.Option(None, help="Chroma store folder."),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    store: StoreOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Replay conversations and check their expectations; exits 1 if any is unmet."""
     from atelier.assistant.replay import format_report, run_files
