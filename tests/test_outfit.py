@@ -10,7 +10,8 @@ import pytest
 
 from atelier.tools.outfit import (Candidate, OutfitError, complete_outfit, default_completer, diversify, missing_slots,
     slot_filters)
-from atelier.tools.outfit_model import Compatibility, ItemFeatures, colour_harmony, load_scorer
+from atelier.tools.outfit_model import Compatibility, ItemFeatures, load_scorer
+from atelier.tools.outfit_rules import colour_harmony
 from atelier.tools.query_parser import SearchFilters
 from atelier.tools.schema import Product
 

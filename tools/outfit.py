@@ -21,8 +21,8 @@ from pydantic import BaseModel, Field
 
 from atelier.tools.encoders import Encoder
 from atelier.tools.errors import InputError
-from atelier.tools.outfit_model import (NEUTRALS, Compatibility, CompatibilityScorer, ItemFeatures, colour_harmony,
-    load_scorer, text_space_fingerprint)
+from atelier.tools.outfit_model import (Compatibility, CompatibilityScorer, ItemFeatures, load_scorer, text_space_fingerprint)
+from atelier.tools.outfit_rules import colour_harmony, neutral_colours
 from atelier.tools.query_parser import SearchFilters
 from atelier.tools.schema import UNKNOWN, Product, SearchResult
 from atelier.tools.settings import get_settings
@@ -286,9 +286,9 @@ def explain(outfit: Sequence[OutfitItem], slot: str, cand: Candidate) -> str:
     reasons = [f"{slot} for {', '.join(o.label for o in outfit)}"]
     colour, other = cand.features.colour, anchor.features.colour
     harmony = colour_harmony(other, colour)
-    if colour in NEUTRALS and colour != UNKNOWN:
+    if colour in neutral_colours() and colour != UNKNOWN:
         reasons.append(f"{colour} is a neutral that goes with everything")
-    elif other in NEUTRALS:
+    elif other in neutral_colours():
         reasons.append(f"{colour} on a neutral {other} base")
     elif colour == other and colour != UNKNOWN:
         reasons.append(f"tonal {colour} look")

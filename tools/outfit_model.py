@@ -11,7 +11,7 @@ query (so their scales never need calibrating against each other):
   where category pairs are rare (the baskets are few).
 - ``style``: embedding similarity between the candidate's and the outfit items' description vectors.
 - ``rules``: colour harmony (neutrals go with everything, tonal looks work, a few classic clashes), no two
-  loud patterns, and a consistent department (women / men / kids).
+  loud patterns, and a consistent department (women / men / kids): ``tools.outfit_rules``.
 
 Without trained weights the blend keeps ``style`` and ``rules`` (the documented fallback).
 """
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
-from atelier.tools.schema import UNKNOWN
+from atelier.tools.outfit_rules import ItemFeatures, rule_score, style_score  # noqa: F401 - ItemFeatures re-exported
 
 log = logging.getLogger(__name__)
 
@@ -40,34 +40,7 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "outfit.pt"
 VECTOR_DIM = 384
 FACETS = 4
 
-NEUTRALS = frozenset({"black", "white", "grey", "beige", "navy", "brown", "khaki", "gold", "silver"})
-GOOD_PAIRS = frozenset(frozenset(p) for p in [
-    ("blue", "yellow"), ("blue", "orange"), ("blue", "pink"), ("blue", "turquoise"), ("pink", "green"),
-    ("purple", "yellow"), ("red", "blue"), ("green", "yellow"), ("turquoise", "orange"), ("purple", "pink"),
-])
-CLASHES = frozenset(frozenset(p) for p in [
-    ("red", "orange"), ("red", "pink"), ("orange", "pink"), ("red", "green"), ("orange", "purple"),
-    ("green", "purple"), ("yellow", "pink"), ("turquoise", "green"),
-])
-LOUD_PATTERNS = frozenset({"print", "striped", "check", "dotted", "colour-block"})
 DEFAULT_BLEND = {"model": 1.0, "cooc": 0.5, "style": 0.5, "rules": 0.5}
-
-
-@dataclass
-class ItemFeatures:
-    """What the scorer knows of one item: its taxonomy facets and its encoder vectors (L2-normalised).
-
-    ``text`` is the item's description vector (for an uploaded photo: the mean description vector of its
-    nearest catalog items); ``image`` its photo vector, when there is one.
-    """
-
-    group: str
-    category: str = UNKNOWN
-    colour: str = UNKNOWN
-    pattern: str = UNKNOWN
-    gender: str = UNKNOWN
-    text: np.ndarray | None = None
-    image: np.ndarray | None = None
 
 
 @dataclass
@@ -76,49 +49,6 @@ class Compatibility:
 
     total: float
     parts: dict[str, float] = field(default_factory=dict)
-
-
-def colour_harmony(a: str, b: str) -> float:
-    """+1 when a neutral is involved, +0.5 for a tonal or classic pairing, -1 for a clash, 0 when unknown."""
-    if UNKNOWN in (a, b):
-        return 0.0
-    if a in NEUTRALS or b in NEUTRALS:
-        return 1.0
-    if a == b:
-        return 0.5
-    pair = frozenset((a, b))
-    if pair in GOOD_PAIRS:
-        return 0.5
-    if pair in CLASHES:
-        return -1.0
-    return -0.25
-
-
-def pattern_harmony(a: str, b: str) -> float:
-    """Two loud patterns compete; one pattern with plain pieces is fine."""
-    return -1.0 if a in LOUD_PATTERNS and b in LOUD_PATTERNS else 0.0
-
-
-def gender_harmony(a: str, b: str) -> float:
-    if UNKNOWN in (a, b) or "unisex" in (a, b) or a == b:
-        return 0.0
-    return -1.0
-
-
-def rule_score(outfit: Sequence[ItemFeatures], candidate: ItemFeatures) -> float:
-    """Mean colour + pattern + department harmony of a candidate with every outfit item."""
-    if not outfit:
-        return 0.0
-    total = sum(colour_harmony(o.colour, candidate.colour) + pattern_harmony(o.pattern, candidate.pattern)
-                + 2.0 * gender_harmony(o.gender, candidate.gender) for o in outfit)
-    return total / len(outfit)
-
-
-def style_score(outfit: Sequence[ItemFeatures], candidate: ItemFeatures) -> float:
-    """Mean description-vector similarity to the outfit items. (Photo vectors drive candidate retrieval and
-    diversity; the blend reads description vectors only, the same signal it was tuned on.)"""
-    sims = [float(np.dot(o.text, candidate.text)) for o in outfit if o.text is not None and candidate.text is not None]
-    return float(np.mean(sims)) if sims else 0.0
 
 
 class CooccurrenceTable(BaseModel):
