@@ -3,17 +3,16 @@ the offline deterministic router drive exactly the same functions.
 
 Tools are built per turn over a ``ToolContext``: it holds the session memory and the uploaded photo, records
 every call as a ``ToolCallEvent`` and keeps the structured outputs (results, outfit slots, answers) that the
-agent shows; the string a tool returns is only what an LLM reads. Image and outfit capabilities written
-elsewhere (``tools.composed``, ``tools.attributes``, ``tools.vqa``, ``tools.outfit``) are imported lazily:
-when one is missing the tool says so instead of failing.
+agent shows; the string a tool returns is only what an LLM reads. The engines behind the tools (hybrid
+search, ``tools.composed``, ``tools.attributes``, ``tools.vqa``, ``tools.outfit``) come from the turn's
+``Runtime``, built once per process.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,57 +21,16 @@ from langchain_core.tools import BaseTool, StructuredTool
 from PIL import Image
 
 from atelier.assistant.events import Event, ToolCallEvent
+from atelier.assistant.runtime import Runtime
 from atelier.memory import CascadeWeights, ComposedQuery, SessionMemory, compose_query, rerank
 from atelier.memory.state import Anchor
 from atelier.tools.query_parser import SearchFilters
 from atelier.tools.schema import Product, SearchResult
 from atelier.tools.search import ProductSearch
 from atelier.tools.vectors import unit
+from atelier.tools.vqa import answer_question as vqa_answer
 
 UPLOADED = "uploaded"
-
-CAPABILITIES: dict[str, tuple[str, str, str]] = {
-    "composed_search": ("atelier.tools.composed", "composed_search", "Search by photo or product plus a change"),
-    "extract_attributes": ("atelier.tools.attributes", "extract_attributes", "Reading attributes from a photo"),
-    "answer_question": ("atelier.tools.vqa", "answer_question", "Answering questions about a product"),
-    "complete_outfit": ("atelier.tools.outfit", "complete_outfit", "Outfit completion"),
-}
-
-
-class CapabilityUnavailable(RuntimeError):
-    """An optional capability's module is not installed (yet); ``feature`` says which, in words."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.feature = CAPABILITIES[name][2]
-        super().__init__(f"{self.feature} is not available yet in this installation")
-
-
-def capability(name: str) -> Callable[..., Any]:
-    """The function behind an optional capability, imported on first use."""
-    module_name, attr, _ = CAPABILITIES[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise CapabilityUnavailable(name) from exc
-        raise
-    function = getattr(module, attr, None)
-    if function is None:
-        raise CapabilityUnavailable(name)
-    return function
-
-
-def available_capabilities() -> dict[str, bool]:
-    out = {}
-    for name in CAPABILITIES:
-        try:
-            capability(name)
-            out[name] = True
-        except CapabilityUnavailable:
-            out[name] = False
-    return out
-
 
 class TextVectors:
     """Text embeddings remembered across turns: the constraint phrase and each turn's details recur in every
@@ -96,7 +54,7 @@ class TextVectors:
 class ToolContext:
     """One turn's shared state: inputs the tools may read, outputs the agent shows."""
 
-    engine: ProductSearch
+    runtime: Runtime
     memory: SessionMemory
     image: Image.Image | None = None
     k: int = 10
@@ -108,7 +66,6 @@ class ToolContext:
     slots: list[tuple[str, list[SearchResult]]] = field(default_factory=list)
     facts: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
-    unavailable: list[str] = field(default_factory=list)
     composed: ComposedQuery | None = None
     max_variants: int = 2
     text_vectors: TextVectors | None = None
@@ -121,6 +78,22 @@ class ToolContext:
     def drain(self) -> list[Event]:
         out, self.pending = self.pending, []
         return out
+
+    @property
+    def engine(self) -> ProductSearch:
+        return self.runtime.search
+
+    def call(self, name: str, args: dict[str, Any]) -> Generator[Event, None, str]:
+        """Announce a tool call (streamed before it runs), then run it; returns what the tool said."""
+        if "_tools" not in self.data:
+            self.data["_tools"] = build_tools(self)
+        self.record(name, args)
+        yield from self.drain()
+        self.data["_announced"] = True
+        try:
+            return self.data["_tools"][name].invoke(args)
+        finally:
+            self.data["_announced"] = False
 
     # ---- memory-backed helpers ----------------------------------------------------------------------
     def compose(self) -> ComposedQuery:
@@ -220,35 +193,32 @@ def build_tools(ctx: ToolContext) -> dict[str, BaseTool]:
     def find_similar(reference: str, change: str = "", k: int = 10) -> str:
         """Products like a reference (a product id, or "uploaded" for the shopper's photo) changed as `change`
         says ("in black", "without the print", "cheaper")."""
-        function = capability("composed_search")
         ref: str | Image.Image = ctx.image if reference == UPLOADED and ctx.image is not None else reference
         filters = ctx.memory.filters()
-        results = function(ref, change, k=k, filters=filters)
+        results = ctx.runtime.composed.search(ref, change, k, filters)
         ctx.results = [r for r in results if r.id not in set(filters.exclude_ids)][:k]
         return _result_lines(ctx.results)
 
     def complete_outfit(product_ids: list[str] | None = None, target_group: str | None = None, k: int = 5) -> str:
         """Items from other groups (shoes, bags, outerwear...) that go with the given products or the photo."""
-        function = capability("complete_outfit")
         filters = SearchFilters(exclude_ids=ctx.memory.filters().exclude_ids)
-        slots = function(list(product_ids or []), image=ctx.image if not product_ids else None,
-                         target_group=target_group, k=k, filters=filters)
+        slots = ctx.runtime.completer.complete(list(product_ids or []), image=ctx.image if not product_ids else None,
+                                               target_group=target_group, k=k, filters=filters)
         ctx.slots = [(slot.group, list(slot.items)) for slot in slots if slot.items]
         ctx.results = [item for _, items in ctx.slots for item in items]
         return "\n".join(f"{group}:\n{_result_lines(items)}" for group, items in ctx.slots) or "No matching items."
 
     def answer_question(product_id: str, question: str) -> str:
         """Answer a question about a product (id) or the uploaded photo ("uploaded") from its data and picture."""
-        function = capability("answer_question")
         if product_id == UPLOADED:
             if ctx.image is None:
                 return "There is no photo to look at."
-            subject: Any = ctx.image
+            answer = vqa_answer(ctx.image, question, extractor=ctx.runtime.extractor)
         else:
-            subject = ctx.product(product_id)
-            if subject is None:
+            product = ctx.product(product_id)
+            if product is None:
                 return f"Unknown product {product_id}."
-        answer = function(subject, question)
+            answer = vqa_answer(product, question)
         ctx.data["answer"] = answer
         ctx.data["answer_subject"] = product_id
         ctx.facts.append(answer.answer)
@@ -256,11 +226,10 @@ def build_tools(ctx: ToolContext) -> dict[str, BaseTool]:
 
     def describe_image() -> str:
         """Attributes (category, colour, pattern, ...) of the shopper's uploaded photo, with confidences."""
-        function = capability("extract_attributes")
         if ctx.image is None:
             return "There is no photo to describe."
-        raw = function(ctx.image)
-        attributes = {name: {"value": _field(p, "value"), "confidence": round(float(_field(p, "confidence")), 3)}
+        raw = ctx.runtime.extractor.predict_images([ctx.image])[0]
+        attributes = {name: {"value": p.value, "confidence": round(float(p.confidence), 3)}
                       for name, p in raw.items()}
         ctx.data["attributes"] = attributes
         ctx.facts.append(json.dumps(attributes))
@@ -306,10 +275,6 @@ def _recorded(ctx: ToolContext, function: Callable[..., str]) -> BaseTool:
     return tool
 
 
-def _field(prediction: Any, name: str) -> Any:
-    return prediction.get(name) if isinstance(prediction, dict) else getattr(prediction, name)
-
-
 COMPARED = ("category", "colour", "pattern", "gender")
 
 
@@ -328,15 +293,3 @@ def compare(first: Product, second: Product) -> dict[str, Any]:
 
 def _first_sentence(text: str) -> str:
     return text.split(". ")[0].strip().rstrip(".") if text else ""
-
-
-def run_tool_agent(model: Any, ctx: ToolContext, message: str, system: str = "") -> Iterator[Event]:
-    """Let a tool-calling chat model drive the tools (``langchain.agents.create_agent``); yields each tool call
-    as it is made. The products the tools produced stay on ``ctx`` for the agent to show."""
-    from langchain.agents import create_agent
-
-    tools = list(build_tools(ctx).values())
-    agent = create_agent(model, tools=tools, system_prompt=system or None)
-    for _update in agent.stream({"messages": [{"role": "user", "content": message}]}, stream_mode="updates"):
-        yield from ctx.drain()
-    yield from ctx.drain()

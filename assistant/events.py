@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, TypeAdapter
 
+from atelier.tools.errors import AtelierError
 from atelier.tools.schema import SearchResult
 
 
@@ -54,11 +55,20 @@ class DoneEvent(BaseModel):
 
 
 class ErrorEvent(BaseModel):
-    """Something failed; ``message`` is safe and clear enough to show to a shopper."""
+    """Something failed; ``message`` is safe and clear enough to show to a shopper, ``code`` is the
+    ``AtelierError`` code (``internal`` for a bug), the same vocabulary as the API's JSON errors."""
 
     type: Literal["error"] = "error"
     message: str
-    code: str = "error"
+    code: str = "internal"
+
+
+def error_event(exc: BaseException) -> ErrorEvent:
+    """The shopper-safe event for a failure: an ``AtelierError``'s code and public message, else ``internal``
+    (the exception's own text, which may name files, belongs in the log only)."""
+    if isinstance(exc, AtelierError):
+        return ErrorEvent(message=exc.public_message, code=exc.code)
+    return ErrorEvent(message=AtelierError.public_message, code=AtelierError.code)
 
 
 Event = Annotated[Union[StatusEvent, ToolCallEvent, ProductsEvent, TextDeltaEvent, MemoryEvent, DoneEvent,

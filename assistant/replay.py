@@ -310,7 +310,7 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 def run_files(paths: Iterable[str | Path], assistant: Any | None = None) -> list[ReplayResult]:
     if assistant is None:
-        from atelier.assistant.agent import Assistant
+        from atelier.assistant.turn import Assistant
 
         assistant = Assistant()
     results = []

@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from atelier.tools.errors import InputError
+
 CLICK_KINDS = ("like", "dislike", "more_like_this", "focus")
 REF = re.compile(r"^@(\d+)\.(-?\d+|\*)$")
 STAT = re.compile(r"^@(\d+)\.(median_price|min_price|max_price|-?\d+\.price)$")
@@ -89,9 +91,9 @@ class TurnSpec(BaseModel):
     @model_validator(mode="after")
     def _one_action(self) -> "TurnSpec":
         if self.say is None and self.click is None and self.image is None and self.forget is None:
-            raise ValueError("a turn needs `say`, `image`, `click` or `forget`")
+            raise InputError("a turn needs `say`, `image`, `click` or `forget`")
         if self.click is not None and (len(self.click) != 1 or next(iter(self.click)) not in CLICK_KINDS):
-            raise ValueError(f"`click` takes one of {', '.join(CLICK_KINDS)} with a rank or an id")
+            raise InputError(f"`click` takes one of {', '.join(CLICK_KINDS)} with a rank or an id")
         return self
 
 

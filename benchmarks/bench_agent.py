@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     home = Path(tempfile.mkdtemp(prefix="bench-agent-"))
     settings = override_settings(**(settings.model_dump() | {"home": home, "db": home / "bench.db"}))
-    from atelier.assistant.agent import Assistant
+    from atelier.assistant.turn import Assistant
     from atelier.memory import CascadeWeights
 
     overrides = dict(kv.split("=") for kv in args.weights.split(",") if kv)

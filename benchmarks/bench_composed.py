@@ -135,12 +135,12 @@ def composed_ranks(engine, pairs: list[dict], references: dict | None = None) ->
 def photo_references(index, pairs: list[dict]) -> dict:
     """The reference as an uploaded photo would be: its embedding and ``extract_attributes`` — no listing, no
     title (the id only keeps the reference itself out of the results)."""
-    from atelier.tools.attributes import get_extractor
+    from atelier.tools.attributes import AttributeExtractor
     from atelier.tools.composed import FACETS, Reference
 
     ids = sorted({p["ref"] for p in pairs})
     vectors = index.matrix["image"][[index.position[i] for i in ids]]
-    predictions = get_extractor().predict_features(vectors)
+    predictions = AttributeExtractor().predict_features(vectors)
     return {i: Reference(id=i, attributes={f: pred[f].value for f in FACETS if f in pred}, vector=v)
             for i, v, pred in zip(ids, vectors, predictions)}
 

@@ -77,7 +77,7 @@ def judge(answer, expected) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from atelier.tools.attributes import get_extractor
+    from atelier.tools.attributes import AttributeExtractor
     from atelier.tools.catalogs import CatalogOptions, Reject, read_catalog
     from atelier.tools.settings import get_settings
     from atelier.tools.training.probes import catalog_items
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
                                               CatalogOptions(only_ids=frozenset(frame.index)))
                 if not isinstance(p, Reject)}
     questions = make_questions(frame)
-    extractor = get_extractor()
+    extractor = AttributeExtractor()
     started = time.perf_counter()
     predictions = {}
     for lo in range(0, len(paths), 64):

@@ -52,8 +52,8 @@ class ComposedQuery(BaseModel):
     components: list[dict[str, Any]] = Field(default_factory=list)
     vector: np.ndarray | None = Field(default=None, exclude=True)
 
-    def args(self) -> dict[str, Any]:
-        """What a ``search_products`` tool call shows of this query."""
+    def args(self, k: int) -> dict[str, Any]:
+        """The ``search_products`` tool-call arguments of this query (its cascade stays in the memory log)."""
         f = self.filters
         args: dict[str, Any] = {"query": self.text, "must": f.must, "avoid": f.avoid}
         if f.price_min is not None:
@@ -61,8 +61,8 @@ class ComposedQuery(BaseModel):
         if f.price_max is not None:
             args["price_max"] = f.price_max
         if f.exclude_ids:
-            args["exclude_ids"] = f.exclude_ids
-        args["cascade"] = [{k: v for k, v in c.items() if k != "vector"} for c in self.components]
+            args["exclude_ids"] = list(f.exclude_ids)
+        args["k"] = k
         return args
 
 

@@ -208,8 +208,6 @@ FORGET_KINDS: tuple[str, ...] = get_args(MemoryKind)
 class ForgetError(InputError):
     """A request to forget something that is not a rememberable item (unknown kind, missing facet or value)."""
 
-    code = "bad_forget"
-
 
 class NotRemembered(ForgetError):
     """The item to forget is not in the session memory (already gone, or never there)."""

@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 import pytest
 
-from atelier.assistant.agent import Assistant
+from atelier.assistant.turn import Assistant
 from atelier.assistant.parser import TurnParser
 from atelier.memory import SessionStore
 from atelier.tools.schema import Product

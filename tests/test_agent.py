@@ -1,5 +1,5 @@
 """The agent end to end over a small synthetic catalog and a deterministic fake encoder (no model weights):
-event order, memory across turns, dislikes, feedback clicks, SQLite logs, missing capabilities, a
+event order, memory across turns, dislikes, feedback clicks, SQLite logs, coded tool failures, a
 tool-calling LLM driving the same tools, and grounding of LLM replies."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from agent_fixtures import assistant  # noqa: F401  (fixture)
 
-from atelier.assistant.agent import FeedbackError
+from atelier.assistant.turn import FeedbackError
 from atelier.assistant.events import DoneEvent, ErrorEvent, MemoryEvent, ProductsEvent, TextDeltaEvent, ToolCallEvent
 from atelier.memory import SessionNotFound
 
@@ -126,16 +126,30 @@ def test_compare_mentions_both_titles_and_the_cheaper(assistant):
     assert assistant.memory(sid)["shown"][2]["id"] == b.id
 
 
-def test_missing_capability_says_not_available(assistant, monkeypatch):
-    from atelier.assistant import agent_tools
+class BrokenCompleter:
+    """An outfit engine that fails the way a real dependency or a bug would."""
 
-    monkeypatch.setitem(agent_tools.CAPABILITIES, "complete_outfit",
-                        ("atelier.tools.not_written_yet", "complete_outfit", "Outfit completion"))
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def complete(self, *args, **kwargs):
+        raise self.error
+
+
+def test_tool_failures_end_with_a_coded_shopper_safe_error(assistant):
+    from atelier.tools.store import StoreError
+
     sid = assistant.new_session()
     events_of(assistant.turn(sid, "a blue shirt"))
-    events = events_of(assistant.turn(sid, "what goes with the first one?"))
-    assert "Outfit completion isn't available yet" in events[-1].reply
-    assert [e.name for e in events if isinstance(e, ToolCallEvent)] == ["complete_outfit"]
+    for error, code in ((StoreError("chroma at /srv/secret/store is locked"), "store_unavailable"),
+                        (KeyError("/srv/secret/x.npz"), "internal")):
+        assistant.runtime.provide(completer=BrokenCompleter(error))
+        events = events_of(assistant.turn(sid, "what goes with the first one?"))
+        assert [e.type for e in events][-2:] == ["error", "done"]
+        assert [e.name for e in events if isinstance(e, ToolCallEvent)] == ["complete_outfit"]
+        failure = events[-2]
+        assert failure.code == code and "secret" not in failure.message and failure.message
+        assert "secret" in assistant.history(sid)[-1]["error"]  # the detail is logged, not shown
 
 
 def test_bad_image_is_a_clear_error(assistant):
@@ -167,7 +181,7 @@ class FakeBackend:
 
 
 def test_llm_reply_is_grounded_in_shown_products(assistant):
-    assistant._llm = FakeBackend()
+    assistant.runtime.provide(llm=FakeBackend())
     events = events_of(assistant.turn(None, "a black dress"))
     reply = events[-1].reply
     top = products_in(events)[0]
@@ -179,7 +193,8 @@ def test_a_tool_calling_model_drives_the_same_tools(assistant):
     from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
     from langchain_core.messages import AIMessage
 
-    from atelier.assistant.agent_tools import ToolContext, run_tool_agent
+    from atelier.assistant.agent_tools import ToolContext
+    from atelier.assistant.routing import run_tool_agent
 
     class ToolModel(FakeMessagesListChatModel):
         def bind_tools(self, tools, **kw):
@@ -192,7 +207,7 @@ def test_a_tool_calling_model_drives_the_same_tools(assistant):
         AIMessage(content="Here are striped shirts."),
     ])
     memory = assistant.sessions.create()
-    ctx = ToolContext(assistant.engine, memory)
+    ctx = ToolContext(assistant.runtime, memory)
     events = list(run_tool_agent(model, ctx, "striped shirts please"))
     assert [(e.name, e.args["must"]["pattern"]) for e in events] == [("search_products", ["striped"])]
     assert ctx.results and all(r.pattern == "striped" and r.category == "shirt" for r in ctx.results)
@@ -208,18 +223,18 @@ def test_a_tool_calling_model_routes_assistant_turns(assistant):
 
     sid = assistant.new_session()
     shown = products_in(events_of(assistant.turn(sid, "a white shirt")))
-    assistant._tool_model = ToolModel(responses=[
+    assistant.runtime.provide(tool_model=ToolModel(responses=[
         AIMessage(content="", tool_calls=[{"name": "compare_products", "id": "c1",
                                            "args": {"first_id": shown[0].id, "second_id": shown[2].id}}]),
         AIMessage(content="done"),
-    ])
+    ]))
     events = events_of(assistant.turn(sid, "how do the first and third differ?"))
     calls = [e for e in events if isinstance(e, ToolCallEvent)]
     assert [c.name for c in calls] == ["compare_products"]
     assert {r.id for r in products_in(events)} == {shown[0].id, shown[2].id}
     assert shown[0].title in events[-1].reply
     # a model that calls no tool falls back to the deterministic router
-    assistant._tool_model = ToolModel(responses=[AIMessage(content="no tools today")])
+    assistant.runtime.provide(tool_model=ToolModel(responses=[AIMessage(content="no tools today")]))
     events = events_of(assistant.turn(sid, "in blue"))
     assert [e.name for e in events if isinstance(e, ToolCallEvent)] == ["search_products"]
     assert all(r.colour == "blue" for r in products_in(events))
@@ -253,7 +268,7 @@ def search_args(events: list) -> dict:
 
 
 def test_forget_drops_one_constraint_for_the_next_turn_only(assistant):
-    from atelier.assistant.agent import ForgetError, NotRemembered
+    from atelier.memory import ForgetError, NotRemembered
     from atelier.assistant.replay import Conversation, run_conversation
     from atelier.assistant.session_export import export_session
 

@@ -168,9 +168,9 @@ def _hm_test_items(n: int = 40):
 
 
 def test_real_photos_get_their_group_and_colour(hm_settings):
-    from atelier.tools.attributes import extract_attributes_batch, get_extractor
+    from atelier.tools.attributes import extract_attributes_batch
 
-    assert get_extractor().trained, "tools/probes was trained for another encoder: run `atelier train-probes`"
+    assert AttributeExtractor().trained, "tools/probes was trained for another encoder: run `atelier train-probes`"
     frame, paths = _hm_test_items()
     preds = extract_attributes_batch([Image.open(p).convert("RGB") for p in paths])
     assert len(preds) == len(paths)

@@ -98,11 +98,16 @@ def _variant_pair(settings):
     raise AssertionError("no colour-variant pair in the sample store")
 
 
-def test_composed_search_finds_the_colour_variant(hm_settings):
-    from atelier.tools.composed import composed_search
+def composed_search(settings):
+    from atelier.assistant.runtime import Runtime
 
+    return Runtime(settings).composed.search
+
+
+def test_composed_search_finds_the_colour_variant(hm_settings):
+    search = composed_search(hm_settings)
     ref, target, colour = _variant_pair(hm_settings)
-    results = composed_search(ref, f"like this but in {colour}", k=10)
+    results = search(ref, f"like this but in {colour}", k=10)
     ids = [r.id for r in results]
     assert ref not in ids
     assert target in ids, (ref, target, colour, [(r.id, r.title, r.colour) for r in results])
@@ -114,16 +119,16 @@ def test_composed_search_finds_the_colour_variant(hm_settings):
 def test_composed_search_cheaper_and_from_a_photo(hm_settings):
     from PIL import Image
 
-    from atelier.tools.composed import composed_search
     from atelier.tools.store import open_store
 
     ref, _, colour = _variant_pair(hm_settings)
     product = open_store(hm_settings).get_product(ref)
-    cheaper = composed_search(ref, "same but cheaper", k=5)
+    search = composed_search(hm_settings)
+    cheaper = search(ref, "same but cheaper", k=5)
     assert cheaper and all(r.price is not None and r.price < product.price for r in cheaper)
     assert all("below" in r.why for r in cheaper)
     photo = Image.open(product.image_path).convert("RGB")
-    results = composed_search(photo, f"in {colour}", k=5)
+    results = search(photo, f"in {colour}", k=5)
     assert results and all(r.colour == colour for r in results)
     with pytest.raises(ValueError, match="unknown product id"):
-        composed_search("no-such-id", "in black")
+        search("no-such-id", "in black")

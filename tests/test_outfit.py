@@ -8,8 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from atelier.tools.outfit import (Candidate, OutfitError, complete_outfit, default_completer, diversify, missing_slots,
-    slot_filters)
+from atelier.tools.outfit import Candidate, OutfitError, diversify, missing_slots, slot_filters
 from atelier.tools.outfit_model import Compatibility, ItemFeatures, load_scorer
 from atelier.tools.outfit_rules import colour_harmony
 from atelier.tools.query_parser import SearchFilters
@@ -18,6 +17,13 @@ from atelier.tools.schema import Product
 WOMENS_TEE = "0516000086"  # ESSENTIAL AGNES, white t-shirt, women (product_code 516000 % 6 == 0)
 MENS_SHIRT = "0519516001"  # STYLO SLIM SHIRT, white shirt, men
 DRESS = "0522918034"  # Lily dress W, black dress, women
+
+
+@pytest.fixture()
+def completer(hm_settings):
+    from atelier.assistant.runtime import Runtime
+
+    return Runtime(hm_settings).completer
 
 
 def suggestions(slots) -> list:
@@ -58,8 +64,8 @@ def test_diversify_drops_colour_variants_and_near_duplicates():
     assert [c.product.id for c in diversify(pool, 2)] == ["a", "c"]
 
 
-def test_top_gets_bottom_and_shoes_never_another_top(hm_settings):
-    slots = complete_outfit([WOMENS_TEE], k=5)
+def test_top_gets_bottom_and_shoes_never_another_top(hm_settings, completer):
+    slots = completer.complete([WOMENS_TEE], k=5)
     groups = [s.group for s in slots]
     assert {"bottom", "shoes"} <= set(groups) and "top" not in groups
     assert len(groups) == len(set(groups))
@@ -71,67 +77,67 @@ def test_top_gets_bottom_and_shoes_never_another_top(hm_settings):
         assert all(slot.group in i.why for i in slot.items)
     ids = [i.id for i in suggestions(slots)]
     assert WOMENS_TEE not in ids and len(ids) == len(set(ids))
-    assert complete_outfit([WOMENS_TEE], k=5) == slots  # deterministic
+    assert completer.complete([WOMENS_TEE], k=5) == slots  # deterministic
 
 
-def test_target_group_only_that_slot(hm_settings):
-    slots = complete_outfit([WOMENS_TEE], target_group="shoes", k=4)
+def test_target_group_only_that_slot(hm_settings, completer):
+    slots = completer.complete([WOMENS_TEE], target_group="shoes", k=4)
     assert [s.group for s in slots] == ["shoes"]
     assert 0 < len(slots[0].items) <= 4
     assert all(i.group == "shoes" and i.category in ("sneakers", "boots", "heels", "sandals", "flats", "unknown")
                for i in slots[0].items)
 
 
-def test_filled_target_slot_is_refused(hm_settings):
+def test_filled_target_slot_is_refused(hm_settings, completer):
     with pytest.raises(OutfitError, match="already has a top"):
-        complete_outfit([WOMENS_TEE], target_group="top")
+        completer.complete([WOMENS_TEE], target_group="top")
     with pytest.raises(OutfitError, match="already has a bottom"):
-        complete_outfit([DRESS], target_group="bottom")
+        completer.complete([DRESS], target_group="bottom")
 
 
-def test_filters_respected_in_every_suggestion(hm_settings):
-    unfiltered = suggestions(complete_outfit([DRESS], k=5))
+def test_filters_respected_in_every_suggestion(hm_settings, completer):
+    unfiltered = suggestions(completer.complete([DRESS], k=5))
     assert any(i.colour == "black" or (i.price or 0) > 20 for i in unfiltered)  # the filter has work to do
     filters = SearchFilters(avoid={"colour": ["black"]}, price_max=20)
-    filtered = suggestions(complete_outfit([DRESS], k=5, filters=filters))
+    filtered = suggestions(completer.complete([DRESS], k=5, filters=filters))
     assert filtered
     assert all(i.colour != "black" and i.price is not None and i.price <= 20 for i in filtered)
 
 
-def test_dress_has_no_bottom_or_top_slot(hm_settings):
-    groups = [s.group for s in complete_outfit([DRESS], k=3)]
+def test_dress_has_no_bottom_or_top_slot(hm_settings, completer):
+    groups = [s.group for s in completer.complete([DRESS], k=3)]
     assert "shoes" in groups and "bottom" not in groups and "top" not in groups
 
 
-def test_mens_top_gets_mens_or_unisex_suggestions(hm_settings):
-    items = suggestions(complete_outfit([MENS_SHIRT], k=5))
+def test_mens_top_gets_mens_or_unisex_suggestions(hm_settings, completer):
+    items = suggestions(completer.complete([MENS_SHIRT], k=5))
     assert items and all(i.gender in ("men", "unisex") for i in items)
-    women = suggestions(complete_outfit([MENS_SHIRT], k=5, filters=SearchFilters(must={"gender": ["women"]})))
+    women = suggestions(completer.complete([MENS_SHIRT], k=5, filters=SearchFilters(must={"gender": ["women"]})))
     assert women and all(i.gender in ("women", "unisex") for i in women)
 
 
-def test_two_items_fill_two_slots(hm_settings):
-    bottom = complete_outfit([WOMENS_TEE], target_group="bottom", k=1)[0].items[0].id
-    groups = [s.group for s in complete_outfit([WOMENS_TEE, bottom], k=3)]
+def test_two_items_fill_two_slots(hm_settings, completer):
+    bottom = completer.complete([WOMENS_TEE], target_group="bottom", k=1)[0].items[0].id
+    groups = [s.group for s in completer.complete([WOMENS_TEE, bottom], k=3)]
     assert "top" not in groups and "bottom" not in groups and "shoes" in groups
 
 
-def test_unknown_id_is_a_clear_error(hm_settings):
+def test_unknown_id_is_a_clear_error(hm_settings, completer):
     with pytest.raises(OutfitError, match="unknown product id: nope-123"):
-        complete_outfit(["nope-123"])
+        completer.complete(["nope-123"])
     with pytest.raises(OutfitError, match="unknown slot"):
-        complete_outfit([WOMENS_TEE], target_group="spaceship")
+        completer.complete([WOMENS_TEE], target_group="spaceship")
 
 
-def test_uploaded_photo_is_classified_by_its_neighbours(hm_settings, monkeypatch):
+def test_uploaded_photo_is_classified_by_its_neighbours(hm_settings, completer, monkeypatch):
     from PIL import Image
 
-    completer = default_completer()
     vector = completer.store.vectors([WOMENS_TEE], "image")[WOMENS_TEE]
     # The photo's embedding is what ingestion stored for it; skipping the CNN keeps this test fast.
     monkeypatch.setattr(completer.encoder, "embed_images", lambda images: vector[None, :])
-    monkeypatch.setattr("atelier.tools.outfit._extracted_attributes", lambda image: {"group": ("socks", 0.81)})
-    slots = complete_outfit([], image=Image.new("RGB", (64, 96), "white"), k=2)
+    monkeypatch.setattr("atelier.tools.outfit._extracted_attributes",
+                        lambda image, extractor: {"group": ("socks", 0.81)})
+    slots = completer.complete([], image=Image.new("RGB", (64, 96), "white"), k=2)
     groups = [s.group for s in slots]
     # the neighbours' near-unanimous "top" outvotes a less confident photo classifier
     assert "top" not in groups and {"bottom", "shoes"} <= set(groups)

@@ -18,7 +18,7 @@ CONVERSATIONS = sorted((Path(__file__).parent / "conversations").glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def replay_assistant(hm_store_settings, tmp_path_factory):
-    from atelier.assistant.agent import Assistant
+    from atelier.assistant.turn import Assistant
 
     home = tmp_path_factory.mktemp("replay")
     settings = hm_store_settings.model_copy(update={"home": home, "db": home / "replay.db", "llm": "none"})

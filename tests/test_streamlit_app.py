@@ -184,9 +184,7 @@ def test_chips_and_removal_are_plain_logic():
 
 
 def test_transcript_folds_events_and_survives_a_crash(hm_settings, real_assistant):
-    from atelier.tools.search import default_search
-
-    product = default_search().store.get_product("0811398005")
+    product = real_assistant.runtime.search.store.get_product("0811398005")
     from atelier.tools.schema import SearchResult
 
     transcript, message = Transcript(), ChatMessage(role="assistant")

@@ -19,7 +19,6 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -274,18 +273,6 @@ def _prediction(head: Head, row: np.ndarray) -> AttributePrediction:
     return AttributePrediction(value=value, confidence=round(confidence, 4), method=head.kind)
 
 
-@lru_cache(maxsize=4)
-def _extractor(encoder_name: str, method: str) -> AttributeExtractor:
-    return AttributeExtractor(load_encoder(encoder_name), method=method)
-
-
-def get_extractor(method: str = "auto") -> AttributeExtractor:
-    """The process-wide extractor for the configured encoder (models and heads load once)."""
-    from atelier.tools.settings import get_settings
-
-    return _extractor(get_settings().encoder, method)
-
-
 def extract_attributes(image: Image.Image) -> dict[str, AttributePrediction]:
     """Attributes of one product photo (see ``AttributeExtractor``)."""
     return extract_attributes_batch([image])[0]
@@ -293,7 +280,7 @@ def extract_attributes(image: Image.Image) -> dict[str, AttributePrediction]:
 
 def extract_attributes_batch(images: Sequence[Image.Image], method: str = "auto") -> list[dict[str, AttributePrediction]]:
     """Attributes of many photos, in order, with one model load and batched embedding."""
-    return get_extractor(method).predict_images(images)
+    return AttributeExtractor(method=method).predict_images(images)
 
 
 def _given(product: Product, name: str) -> str:
@@ -334,7 +321,7 @@ def fill_missing_attributes_batch(products: Sequence[Product], images: Sequence[
     todo = [i for i, p in enumerate(products) if any(_given(p, n) == UNKNOWN for n in PRODUCT_FIELDS)]
     if not todo:
         return products
-    extractor = extractor or get_extractor()
+    extractor = extractor or AttributeExtractor()
     if embeddings is None:
         from atelier.tools.images import load_image
 

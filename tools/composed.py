@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
+from atelier.tools.errors import InputError
 from atelier.tools.query_parser import SearchFilters, parse_price
 from atelier.tools.schema import UNKNOWN, Product, SearchResult
 from atelier.tools.store import Hit, ProductStore, product_from_metadata
@@ -308,11 +309,21 @@ class ComposedSearch:
     """Composed retrieval over one index with one encoder."""
 
     def __init__(self, index: CandidateIndex, encoder: Any, weights: Weights = DEFAULT_WEIGHTS,
-                 hard_constraints: bool = True) -> None:
+                 hard_constraints: bool = True, extractor: Any | None = None) -> None:
         self.index = index
         self.encoder = encoder
         self.weights = weights
         self.hard_constraints = hard_constraints
+        self._extractor = extractor
+
+    @property
+    def extractor(self) -> Any:
+        """The attribute extractor that reads an uploaded reference photo (the runtime's, or one of its own)."""
+        if self._extractor is None:
+            from atelier.tools.attributes import AttributeExtractor
+
+            self._extractor = AttributeExtractor(self.encoder)
+        return self._extractor
 
     def reference(self, reference: str | Image.Image) -> Reference:
         """A product id (or a path to a photo) or an uploaded photo, described as attributes plus a vector."""
@@ -328,11 +339,10 @@ class ComposedSearch:
             from atelier.tools.images import load_image
 
             if not Path(reference).is_file():
-                raise ValueError(f"unknown product id or image file: {reference!r}")
+                raise InputError(f"unknown product id or image file: {reference!r}",
+                                 public_message="That is neither a product in the catalog nor a readable photo.")
             reference = load_image(reference)
-        from atelier.tools.attributes import get_extractor
-
-        extractor = get_extractor()
+        extractor = self.extractor
         vector = extractor.embed([reference])[0]
         predicted = extractor.predict_features(vector[None, :])[0]
         return Reference(attributes={f: predicted[f].value for f in FACETS if f in predicted}, vector=vector)
@@ -420,25 +430,3 @@ class ComposedSearch:
         if relaxed and not hard.matches(s.hit.metadata):
             parts.append("closest match without the exact constraints")
         return "; ".join(p for p in parts if p)
-
-
-_default: dict[int, ComposedSearch] = {}
-
-
-def default_composed() -> ComposedSearch:
-    """One composed-search engine per settings object, over the configured store."""
-    from atelier.tools.search import default_search
-    from atelier.tools.settings import get_settings
-
-    settings = get_settings()
-    if id(settings) not in _default:
-        _default.clear()
-        engine = default_search()
-        _default[id(settings)] = ComposedSearch(StoreIndex(engine.store), engine.encoder)
-    return _default[id(settings)]
-
-
-def composed_search(reference: str | Image.Image, change: str, k: int = 10,
-                    filters: SearchFilters | None = None) -> list[SearchResult]:
-    """Products like ``reference`` (a product id or a photo) changed as ``change`` says, best first."""
-    return default_composed().search(reference, change, k, filters)

@@ -29,7 +29,7 @@ class AtelierError(Exception):
 class InputError(AtelierError, ValueError):
     """The request itself is wrong; the shopper or client can fix it."""
 
-    code = "bad_request"
+    code = "invalid_request"
     status = 422
     public_message = "That request could not be understood."
 

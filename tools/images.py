@@ -28,7 +28,8 @@ def resolve_image_ref(ref: str, base: Path | None = None) -> Path:
     if ref.startswith("file://"):
         return Path(unquote(urlparse(ref).path))
     if "://" in ref:
-        raise ImageError(f"only local paths and file:// URLs are supported, got {ref!r}")
+        raise ImageError(f"only local paths and file:// URLs are supported, got {ref!r}",
+                         public_message="Only uploaded photos and local image files can be read.")
     path = Path(ref)
     return path if path.is_absolute() or base is None else base / path
 
@@ -43,7 +44,7 @@ def load_image(source: str | Path | bytes, max_bytes: int | None = None, max_pix
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise ImageError(f"image file not found: {path}")
+            raise ImageError(f"image file not found: {path}", public_message="That image file was not found.")
         data = path.read_bytes()
     else:
         data = source

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -25,7 +26,6 @@ from atelier.tools.outfit_model import (Compatibility, CompatibilityScorer, Item
 from atelier.tools.outfit_rules import colour_harmony, neutral_colours
 from atelier.tools.query_parser import SearchFilters
 from atelier.tools.schema import UNKNOWN, Product, SearchResult
-from atelier.tools.settings import get_settings
 from atelier.tools.store import ProductStore, product_from_metadata
 from atelier.tools.taxonomy import get_taxonomy
 from atelier.tools.vectors import unit_mean
@@ -144,16 +144,24 @@ def _label(features: ItemFeatures, fallback: str) -> str:
 
 
 class OutfitCompleter:
-    """Outfit completion over one store and encoder (the ``complete_outfit`` tool's engine)."""
+    """Outfit completion over one store and encoder (the ``complete_outfit`` tool's engine, held by ``Runtime.completer``)."""
 
-    def __init__(self, store: ProductStore, encoder: Encoder, scorer: CompatibilityScorer | None = None) -> None:
+    def __init__(self, store: ProductStore, encoder: Encoder, scorer: CompatibilityScorer | None = None,
+                 extractor: Any | None = None) -> None:
         self.store = store
         self.encoder = encoder
+        self.extractor = extractor
         self.scorer = scorer if scorer is not None else load_scorer(encoder_fingerprint=text_space_fingerprint(encoder))
 
     def complete(self, items: Sequence[str] = (), image: Image.Image | None = None, target_group: str | None = None,
                  k: int = 5, filters: SearchFilters | None = None) -> list[OutfitSlot]:
-        """Ranked suggestions per missing slot (only ``target_group`` when given); see ``complete_outfit``."""
+        """Complete an outfit around catalog product ids (``items``) and/or an uploaded photo.
+
+        One ``OutfitSlot`` per missing slot (or only ``target_group``: OutfitTransformer's "find a <slot> for this
+        outfit"), each with up to ``k`` compatible catalog items whose ``why`` says why they fit. Respects
+        ``filters`` (the session's budget, dislikes and department; suggestions default to the outfit's
+        department). Raises ``OutfitError`` for unknown ids, an unknown or already filled ``target_group``.
+        """
         if k < 1:
             raise OutfitError("k must be at least 1")
         outfit = self.catalog_items(list(items))
@@ -213,7 +221,7 @@ class OutfitCompleter:
             raise OutfitError("the catalog is empty: ingest products before asking for outfits")
         facets = {facet: _vote([(h.metadata.get(facet, UNKNOWN), h.similarity) for h in hits])
                   for facet in UPLOAD_FACETS}
-        for facet, (value, confidence) in _extracted_attributes(image).items():
+        for facet, (value, confidence) in _extracted_attributes(image, self.extractor).items():
             if confidence > facets[facet][1]:
                 facets[facet] = (value, confidence)
         values = {facet: value for facet, (value, _) in facets.items()}
@@ -318,14 +326,13 @@ def _vote(pairs: Sequence[tuple[str, float]]) -> tuple[str, float]:
     return best, tally[best] / total
 
 
-def _extracted_attributes(image: Image.Image, min_confidence: float = 0.5) -> dict[str, tuple[str, float]]:
-    """Confident facets from ``tools.attributes.extract_attributes`` (optional: absent → {})."""
+def _extracted_attributes(image: Image.Image, extractor: Any | None = None,
+                          min_confidence: float = 0.5) -> dict[str, tuple[str, float]]:
+    """Confident facets of an uploaded photo from ``tools.attributes`` (a hint: a failure gives {})."""
+    from atelier.tools.attributes import AttributeExtractor
+
     try:
-        from atelier.tools.attributes import extract_attributes
-    except ImportError:
-        return {}
-    try:
-        found = extract_attributes(image) or {}
+        found = (extractor or AttributeExtractor()).predict_images([image])[0] or {}
     except Exception as exc:  # noqa: BLE001  (attribute extraction is a hint, never a failure)
         log.warning("attribute extraction failed (%s); using nearest catalog photos", exc)
         return {}
@@ -339,30 +346,3 @@ def _extracted_attributes(image: Image.Image, min_confidence: float = 0.5) -> di
         if value and value != UNKNOWN and float(confidence or 0.0) >= min_confidence:
             out[facet] = (str(value), float(confidence))
     return out
-
-
-_default: dict[int, OutfitCompleter] = {}
-
-
-def default_completer() -> OutfitCompleter:
-    """One engine per settings object, sharing the search engine's store and encoder."""
-    from atelier.tools.search import default_search
-
-    key = id(get_settings())
-    if key not in _default:
-        _default.clear()
-        search = default_search()
-        _default[key] = OutfitCompleter(search.store, search.encoder)
-    return _default[key]
-
-
-def complete_outfit(items: list[str], image: Image.Image | None = None, target_group: str | None = None,
-                    k: int = 5, filters: SearchFilters | None = None) -> list[OutfitSlot]:
-    """Complete an outfit around catalog product ids and/or an uploaded photo.
-
-    One ``OutfitSlot`` per missing slot (or only ``target_group``: OutfitTransformer's "find a <slot> for this
-    outfit"), each with up to ``k`` compatible catalog items whose ``why`` says why they fit. Respects
-    ``filters`` (the session's budget, dislikes and department; suggestions default to the outfit's
-    department). Raises ``OutfitError`` for unknown ids, an unknown or already filled ``target_group``.
-    """
-    return default_completer().complete(items, image, target_group, k, filters)

@@ -156,21 +156,3 @@ class ProductSearch:
         if sims:
             parts.append("similarity: " + ", ".join(sims))
         return "; ".join(parts)
-
-
-_default: dict[int, ProductSearch] = {}
-
-
-def default_search() -> ProductSearch:
-    """One engine per settings object (the CLI, the agent and the API share it)."""
-    settings = get_settings()
-    key = id(settings)
-    if key not in _default:
-        _default.clear()
-        _default[key] = ProductSearch.from_settings(settings)
-    return _default[key]
-
-
-def search_products(query: str, filters: SearchFilters | None = None, k: int = 10) -> list[SearchResult]:
-    """Hybrid product search over the configured store (see ``ProductSearch.search``)."""
-    return default_search().search(query, filters, k)

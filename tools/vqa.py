@@ -23,7 +23,8 @@ import yaml
 from PIL import Image
 from pydantic import BaseModel
 
-from atelier.tools.attributes import AttributePrediction
+from atelier.tools.attributes import AttributeExtractor, AttributePrediction
+from atelier.tools.errors import InputError
 from atelier.tools.schema import UNKNOWN, Product
 from atelier.tools.settings import PROMPTS_DIR
 from atelier.tools.taxonomy import get_taxonomy
@@ -280,18 +281,17 @@ def answer_from_listing(product: Product, question: str) -> Answer:
 
 
 def answer_from_photo(image: Image.Image, question: str,
-                      predictions: dict[str, AttributePrediction] | None = None) -> Answer:
-    """Visual questions (colour, pattern, type, sleeves, length, ...) through ``extract_attributes``
-    (``predictions`` reuses an earlier extraction of the same photo)."""
+                      predictions: dict[str, AttributePrediction] | None = None,
+                      extractor: AttributeExtractor | None = None) -> Answer:
+    """Visual questions (colour, pattern, type, sleeves, length, ...) through the attribute ``extractor``
+    (the runtime's; ``predictions`` reuses an earlier extraction of the same photo)."""
     kind, confidence = classify_question(question)
     attribute = load_vqa_config().types[kind].visual if kind in load_vqa_config().types else None
     if attribute is None:
         return Answer(answer=f"I can't tell {LABELS.get(kind, 'that')} from a photo alone.", source=None,
                       confidence=round(confidence, 3), answerable=False, question_type=kind)
     if predictions is None:
-        from atelier.tools.attributes import extract_attributes
-
-        predictions = extract_attributes(image)
+        predictions = (extractor or AttributeExtractor()).predict_images([image])[0]
     pred = predictions.get(attribute)
     if pred is None:
         return Answer(answer=f"That doesn't apply to what's in this photo, so I can't tell {LABELS[kind]}.",
@@ -311,10 +311,12 @@ def answer_from_photo(image: Image.Image, question: str,
                   question_type=kind)
 
 
-def answer_question(product_or_image: Product | str | Image.Image, question: str) -> Answer:
-    """Answer ``question`` about a catalog product (a ``Product`` or its id) or an uploaded photo."""
+def answer_question(product_or_image: Product | str | Image.Image, question: str,
+                    extractor: AttributeExtractor | None = None) -> Answer:
+    """Answer ``question`` about a catalog product (a ``Product`` or its id) or an uploaded photo (read by
+    ``extractor``, the runtime's when the agent asks)."""
     if isinstance(product_or_image, Image.Image):
-        return answer_from_photo(product_or_image, question)
+        return answer_from_photo(product_or_image, question, extractor=extractor)
     if isinstance(product_or_image, Product):
         return answer_from_listing(product_or_image, question)
     from atelier.tools.store import open_store
@@ -325,5 +327,6 @@ def answer_question(product_or_image: Product | str | Image.Image, question: str
     if Path(product_or_image).is_file():
         from atelier.tools.images import load_image
 
-        return answer_from_photo(load_image(product_or_image), question)
-    raise ValueError(f"unknown product id or image file: {product_or_image!r}")
+        return answer_from_photo(load_image(product_or_image), question, extractor=extractor)
+    raise InputError(f"unknown product id or image file: {product_or_image!r}",
+                     public_message="That is neither a product in the catalog nor a readable photo.")

@@ -15,16 +15,16 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from atelier.memory.store import SessionNotFound
-from atelier.memory.update import FeedbackKind, ForgetError, MemoryKind, NotRemembered
+from atelier.assistant.runtime import Runtime
+from atelier.memory.update import FeedbackKind, MemoryKind
 from atelier.tools.schema import Product
 from atelier.tools.settings import Settings, apply_offline_defaults, get_settings
 from atelier.ui import backend
 from atelier.ui.backend import AssistantLike
-from atelier.ui.errors import APIError, error_response, install_error_handlers
+from atelier.ui.errors import APIError, install_error_handlers
 from atelier.ui.ratelimit import RateLimiter, retry_after
 from atelier.ui.sse import public_memory, public_payload, stream_events
 from atelier.ui.tokens import TokenStore
@@ -111,10 +111,13 @@ Catalog = Callable[[str], Product | None]
 
 
 class Services:
-    """What the routes share: settings, token store, rate limiter and the (lazily built) assistant."""
+    """What the routes share: settings, the runtime (engines), token store, rate limiter and the (lazily
+    built) assistant over that runtime."""
 
-    def __init__(self, settings: Settings, assistant: AssistantLike | None, catalog: Catalog | None) -> None:
+    def __init__(self, settings: Settings, assistant: AssistantLike | None, catalog: Catalog | None,
+                 runtime: Runtime | None = None) -> None:
         self.settings = settings
+        self.runtime = runtime or Runtime(settings)
         self._catalog = catalog
         self.tokens = TokenStore(settings.db_path)
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
@@ -126,16 +129,14 @@ class Services:
     def assistant(self) -> AssistantLike:
         with self._build_lock:
             if self._assistant is None:
-                self._assistant = backend.build_assistant(self.settings)
+                self._assistant = backend.build_assistant(self.settings, self.runtime)
             return self._assistant
 
     @property
     def catalog(self) -> Catalog:
         with self._build_lock:
             if self._catalog is None:
-                from atelier.tools.store import open_store
-
-                self._catalog = open_store(self.settings).get_product
+                self._catalog = self.runtime.search.store.get_product
             return self._catalog
 
     def product(self, product_id: str) -> Product:
@@ -244,12 +245,7 @@ def forget_memory(kind: MemoryKind,
     the whole facet), `price_min` / `price_max`, a `preference`, a `detail` text or a reference `anchor` (by id).
     The next message searches without it; everything else stays. 404 `not_in_memory` if it is not remembered."""
     with svc.turn_lock:
-        try:
-            memory = svc.assistant.forget(session_id, kind, facet, value)
-        except NotRemembered as exc:
-            raise APIError(404, "not_in_memory", str(exc)) from None
-        except ForgetError as exc:
-            raise APIError(422, "invalid_request", str(exc)) from None
+        memory = svc.assistant.forget(session_id, kind, facet, value)
     return MemoryOut(memory=public_memory(memory))
 
 
@@ -273,20 +269,17 @@ def product_image(product_id: str, request: Request) -> FileResponse:
 
 
 def create_app(assistant: AssistantLike | None = None, settings: Settings | None = None,
-               catalog: Catalog | None = None) -> FastAPI:
+               catalog: Catalog | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The API for ``settings`` (default: the active ones).
 
-    ``assistant`` defaults to the real agent and ``catalog`` (product id → product) to the product store.
+    ``assistant`` defaults to the real agent and ``catalog`` (product id → product) to the product store, both
+    over ``runtime`` (default: one built for ``settings``).
     """
     apply_offline_defaults()
     settings = settings or get_settings()
     app = FastAPI(title="Atelier API", version="1", summary="A conversational fashion shopping assistant.")
-    app.state.services = Services(settings, assistant, catalog)
+    app.state.services = Services(settings, assistant, catalog, runtime)
     install_error_handlers(app)
-
-    @app.exception_handler(SessionNotFound)
-    async def session_gone(_: Request, exc: SessionNotFound) -> JSONResponse:
-        return error_response(404, "not_found", "no such session; create one with POST /v1/sessions")
 
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                        allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],

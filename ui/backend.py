@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from PIL import Image
 
 from atelier.assistant.events import Event
+from atelier.tools.errors import InputError
 
 if TYPE_CHECKING:
+    from atelier.assistant.runtime import Runtime
     from atelier.memory.store import SessionStore
     from atelier.tools.settings import Settings
     from atelier.ui.chat_state import Chip, Transcript
@@ -50,11 +52,11 @@ def session_view(assistant: AssistantLike, session_id: str) -> SessionView:
     return SessionView(history=list(assistant.history(session_id)), memory=dict(assistant.memory(session_id)))
 
 
-def build_assistant(settings: "Settings | None" = None) -> AssistantLike:
-    """The real assistant for ``settings`` (default: the active ones)."""
-    from atelier.assistant.agent import Assistant
+def build_assistant(settings: "Settings | None" = None, runtime: "Runtime | None" = None) -> AssistantLike:
+    """The real assistant over ``runtime`` (default: a new one for ``settings``, else the active settings)."""
+    from atelier.assistant.turn import Assistant
 
-    return Assistant(settings)
+    return Assistant(settings, runtime=runtime)
 
 
 def sessions_db() -> "SessionStore":
@@ -86,14 +88,14 @@ def act(assistant: AssistantLike, session_id: str, action: str, *, text: str = "
     if action == "message":
         return assistant.turn(session_id, text, image=image)
     if product_id is None:
-        raise ValueError(f"{action} needs a product")
+        raise InputError(f"{action} needs a product")
     if action == "more_like_this":
         return _lazy(lambda: assistant.feedback(session_id, product_id, "more_like_this"))
     if action == "complete_look":
         return _focused(assistant, session_id, product_id, "Complete the look with this")
     if action == "ask":
         return _focused(assistant, session_id, product_id, about_this(assistant, text))
-    raise ValueError(f"unknown action {action!r}")
+    raise InputError(f"unknown action {action!r}")
 
 
 def about_this(assistant: AssistantLike, question: str) -> str:
@@ -138,9 +140,9 @@ def recent_sessions(assistant: AssistantLike, limit: int = 10) -> list[dict[str,
     return out
 
 
-def load_transcript(assistant: AssistantLike, session_id: str) -> "Transcript":
-    from atelier.tools.search import default_search
+def load_transcript(assistant: AssistantLike, session_id: str, runtime: "Runtime") -> "Transcript":
+    """A past session as the chat shows it; its product cards come from ``runtime``'s catalog."""
     from atelier.ui.chat_state import transcript_from_turns
 
     view = session_view(assistant, session_id)
-    return transcript_from_turns(session_id, view.history, default_search().store.get, view.memory)
+    return transcript_from_turns(session_id, view.history, runtime.search.store.get, view.memory)

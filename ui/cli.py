@@ -109,15 +109,15 @@ def search(
     as_json: JsonFlag = False,
 ) -> None:
     """Hybrid product search with filters."""
+    from atelier.assistant.runtime import Runtime
     from atelier.tools.query_parser import SearchFilters
-    from atelier.tools.search import default_search
 
     apply_store(store)
     must = {f: v for f, v in dict(category=category, group=group, colour=colour, pattern=pattern,
                                    gender=gender).items() if v}
     filters = SearchFilters(must=must, price_min=price_min, price_max=price_max)
     try:
-        results = default_search().search(query, filters, k, parse=not no_parse)
+        results = Runtime().search.search(query, filters, k, parse=not no_parse)
     except (ValueError, RuntimeError) as exc:
         fail(str(exc))
     if as_json:
@@ -185,8 +185,8 @@ def outfit(
     as_json: JsonFlag = False,
 ) -> None:
     """Complete an outfit: compatible catalog items for each missing slot (top → bottom, shoes, ...)."""
+    from atelier.assistant.runtime import Runtime
     from atelier.tools.images import ImageError, load_image
-    from atelier.tools.outfit import default_completer
     from atelier.tools.query_parser import SearchFilters
 
     apply_store(store)
@@ -196,7 +196,7 @@ def outfit(
                             avoid={"colour": avoid_colour} if avoid_colour else {}, price_max=price_max)
     try:
         photo = load_image(image) if image is not None else None
-        slots = default_completer().complete(product, photo, slot, k, filters)
+        slots = Runtime().completer.complete(product, photo, slot, k, filters)
     except (ImageError, ValueError, RuntimeError) as exc:
         fail(str(exc))
     if as_json:
@@ -299,7 +299,7 @@ def ask(
     as_json: JsonFlag = False,
 ) -> None:
     """One message in a conversation; consecutive asks with the same --session continue it."""
-    from atelier.assistant.agent import Assistant
+    from atelier.assistant.turn import Assistant
     from atelier.ui.chat_cli import ask_payload, render_stream
 
     apply_store(store)
@@ -325,7 +325,7 @@ def chat(
     store: StoreOption = None,
 ) -> None:
     """Interactive chat in the terminal (replies stream; /help-style commands for photos and clicks)."""
-    from atelier.assistant.agent import Assistant
+    from atelier.assistant.turn import Assistant
     from atelier.ui.chat_cli import chat_loop
 
     apply_store(store)
@@ -361,8 +361,8 @@ def export_session_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the YAML here (default: stdout)."),
 ) -> None:
     """Write a real session as a replay conversation (YAML)."""
-    from atelier.assistant.agent import Assistant
     from atelier.assistant.session_export import dump_yaml
+    from atelier.assistant.turn import Assistant
     from atelier.memory import SessionNotFound
 
     try:

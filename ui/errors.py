@@ -1,7 +1,8 @@
 """One error shape for every API failure: ``{"error": {"code", "message"}}``.
 
-Clients (the widget, scripts) branch on ``code`` and show ``message``; nothing else leaks, so a bug
-becomes ``internal_error`` with a plain sentence instead of a traceback.
+Clients (the widget, scripts) branch on ``code`` and show ``message``. Every ``AtelierError`` (``APIError``
+included) answers with its ``status``, ``code`` and ``public_message``; the exception's own text goes to the
+log, so a bug becomes ``internal`` with a plain sentence instead of a traceback. Codes: ``docs/ui.md``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from atelier.tools.errors import AtelierError
+
 log = logging.getLogger("atelier.api")
 
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -20,14 +23,12 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
               422: "invalid_request", 429: "rate_limited"}
 
 
-class APIError(Exception):
-    """An expected failure with a status, a stable code and a shopper-safe message."""
+class APIError(AtelierError):
+    """A request the API refuses, with its HTTP status, a stable code and a shopper-safe message."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, public_message=message, code=code)
         self.status = status
-        self.code = code
-        self.message = message
         self.headers = headers
 
 
@@ -38,9 +39,11 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 def install_error_handlers(app: FastAPI) -> None:
     """Map every exception FastAPI may raise onto the one error shape."""
 
-    @app.exception_handler(APIError)
-    async def api_error(_: Request, exc: APIError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    @app.exception_handler(AtelierError)
+    async def atelier_error(_: Request, exc: AtelierError) -> JSONResponse:
+        if not isinstance(exc, APIError):
+            log.info("request failed: %s: %s", type(exc).__name__, exc)
+        return error_response(exc.status, exc.code, exc.public_message, getattr(exc, "headers", None))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -57,4 +60,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled API error")
-        return error_response(500, "internal_error", "something went wrong on our side; please try again")
+        return error_response(500, AtelierError.code, AtelierError.public_message)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from atelier.assistant.events import DoneEvent, ErrorEvent, event_payload
+from atelier.assistant.events import DoneEvent, error_event, event_payload
 
 log = logging.getLogger("atelier.api")
 _END = object()
@@ -64,10 +64,9 @@ async def stream_events(produce: Callable[[], Iterable[BaseModel]], session_id: 
                         break
                     saw_done = saw_done or getattr(event, "type", "") == "done"
                     emit(event)
-        except Exception:
+        except Exception as exc:  # noqa: BLE001 - the stream must still end with error, done
             log.exception("assistant turn failed")
-            emit(ErrorEvent(message="Sorry, something went wrong while answering. Please try again.",
-                            code="internal_error"))
+            emit(error_event(exc))
         finally:
             if not saw_done and not stop.is_set():
                 emit(DoneEvent(session_id=session_id))

@@ -11,6 +11,7 @@ import logging
 
 import streamlit as st
 
+from atelier.assistant.runtime import Runtime
 from atelier.memory.update import NotRemembered
 from atelier.tools.images import ImageError, load_image
 from atelier.tools.schema import SearchResult
@@ -24,10 +25,20 @@ CARDS_PER_ROW = 4
 FAILURE = "Sorry, something went wrong while answering. Please try again."
 
 
-@st.cache_resource(show_spinner="Loading the assistant and the catalog…")
+@st.cache_resource(show_spinner="Loading the catalog…")
+def load_runtime(settings_key: str) -> Runtime:
+    """One runtime (engines) per configuration, shared by every browser tab of this server."""
+    return Runtime(get_settings())
+
+
+@st.cache_resource(show_spinner="Loading the assistant…")
 def load_assistant(settings_key: str) -> backend.AssistantLike:
-    """One assistant per configuration, shared by every browser tab of this server."""
-    return backend.build_assistant()
+    """One assistant per configuration, over that configuration's runtime."""
+    return backend.build_assistant(runtime=load_runtime(settings_key))
+
+
+def runtime() -> Runtime:
+    return load_runtime(get_settings().model_dump_json())
 
 
 def assistant() -> backend.AssistantLike:
@@ -96,7 +107,7 @@ def new_chat() -> None:
 
 def open_session(session: str) -> None:
     try:
-        st.session_state.transcript = backend.load_transcript(assistant(), session)
+        st.session_state.transcript = backend.load_transcript(assistant(), session, runtime())
         st.session_state.reactions = {}
         st.session_state.asking = None
     except Exception:

@@ -100,7 +100,7 @@ async def read_image(upload: UploadFile, max_image_bytes: int) -> Image.Image | 
         return load_image(data, max_bytes=max_image_bytes)
     except ImageError as exc:
         status, code = (413, "payload_too_large") if "too large" in str(exc) else (415, "unsupported_media_type")
-        raise APIError(status, code, str(exc)) from exc
+        raise APIError(status, code, exc.public_message) from exc
 
 
 def checked(message: Message) -> Message:
