@@ -136,8 +136,7 @@ def handle_compare(turn: Turn) -> Iterator[Event]:
 @handles("help")
 def handle_help(turn: Turn) -> Iterator[Event]:
     text = turn.message.lower()
-    key = "thanks" if re.search(r"\bthank|\bcheers\b", text) else \
-        "greeting" if re.search(r"\b(?:hi|hello|hey|hiya|good (?:morning|evening|afternoon))\b", text) else "help"
+    key = next((key for key, pattern in templates()["help_replies"].items() if re.search(pattern, text)), "help")
     turn.template = templates()["help"][key].strip()
     yield from ()
 

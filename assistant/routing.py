@@ -11,6 +11,7 @@ from typing import Any
 
 from atelier.assistant.agent_tools import ToolContext, build_tools
 from atelier.assistant.events import Event
+from atelier.assistant.llm.prompts import load_prompt
 from atelier.assistant.present import present
 from atelier.assistant.replies import price_text
 from atelier.assistant.turnstate import Turn
@@ -50,13 +51,9 @@ def route_with_model(turn: Turn, model: Any) -> Generator[Event, None, bool]:
 
 
 def tool_system_prompt(turn: Turn) -> str:
+    """The router's system prompt (``prompts/llm/tool_router.md``): the memory and the numbered shown results."""
     shown = "\n".join(f"{i}. id={item.id} {item.title} ({item.colour} {item.category}, "
                       f"{price_text(item.price)})" for i, item in enumerate(turn.memory.shown, start=1))
     photo = "The shopper attached a photo: use reference \"uploaded\"." if turn.ctx.image is not None else ""
-    return (
-        "You route a fashion shopper's message to exactly one tool call. The session memory already holds "
-        "their constraints; search_products with use_memory=true applies them, so only pass what this message "
-        "adds. Refer to shown products by id.\n"
-        f"Memory: {json.dumps(turn.memory.summary(), default=str)}\n"
-        f"Shown results:\n{shown or '(none)'}\n{photo}"
-    )
+    return load_prompt("llm/tool_router.md").format(memory=json.dumps(turn.memory.summary(), default=str),
+                                                    shown=shown or "(none)", photo=photo)
