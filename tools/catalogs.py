@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from atelier.tools.errors import InputError
 from atelier.tools.images import ImageError, resolve_image_ref
 from atelier.tools.schema import UNKNOWN, Product
 from atelier.tools.taxonomy import Taxonomy, get_taxonomy
@@ -26,6 +27,12 @@ from atelier.tools.taxonomy import Taxonomy, get_taxonomy
 csv.field_size_limit(10_000_000)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_TEXT = 4000
+
+
+class CatalogError(InputError):
+    """A catalog row, mapping or format that cannot be read; the message names the problem."""
+
+    code = "bad_catalog"
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,7 @@ def register_format(name: str) -> Callable[[Adapter], Adapter]:
 def read_catalog(path: str | Path, fmt: str, options: CatalogOptions | None = None) -> Iterator[Row]:
     """Yield every row of the catalog at ``path`` as a ``Product`` or a ``Reject``."""
     if fmt not in CATALOG_FORMATS:
-        raise ValueError(f"unknown catalog format {fmt!r}; choose one of {', '.join(sorted(CATALOG_FORMATS))}")
+        raise CatalogError(f"unknown catalog format {fmt!r}; choose one of {', '.join(sorted(CATALOG_FORMATS))}")
     options = options or CatalogOptions()
     rows = CATALOG_FORMATS[fmt](Path(path), options)
     if options.only_ids is None:
@@ -97,7 +104,7 @@ def parse_price(value: Any) -> float | None:
         return None
     price = float(str(value).replace(",", "").strip().lstrip("$€£"))
     if not math.isfinite(price) or price < 0:
-        raise ValueError(f"price {value!r} is not a non-negative number")
+        raise CatalogError(f"price {value!r} is not a non-negative number")
     return round(price, 2)
 
 
@@ -155,7 +162,7 @@ def _hm_fields(row: dict[str, str], raw_id: str, tax: Taxonomy) -> dict[str, Any
     try:
         price = parse_price(row.get("price"))
     except ValueError as exc:
-        raise ValueError(f"malformed price: {exc}") from exc
+        raise CatalogError(f"malformed price: {exc}") from exc
     category = tax.from_source("category", "hm", row.get("product_type_name"))
     if category == "trousers" and row.get("garment_group_name") == "Trousers Denim":
         category = "jeans"
@@ -250,11 +257,11 @@ def load_mapping(path: str | Path | None, pairs: list[str] | None = None) -> dic
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise ValueError(f"mapping {pair!r} must look like field=column")
+            raise CatalogError(f"mapping {pair!r} must look like field=column")
         mapping[key.strip()] = value.strip()
     unknown = set(mapping) - set(GENERIC_FIELDS) - {"image_root"}
     if unknown:
-        raise ValueError(f"unknown product fields in mapping: {', '.join(sorted(unknown))}")
+        raise CatalogError(f"unknown product fields in mapping: {', '.join(sorted(unknown))}")
     return mapping
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from atelier.tools.errors import InputError
 from atelier.tools.encoders.vision import (FEATURE_DIM, HIST_DIM, TRUNK_SHAPE, OnnxRunner, Tower, hsv_histogram, pixels,
     split_backbone)
 
@@ -62,7 +63,7 @@ def load_pairs(catalog: str, datasets: Path) -> Pairs:
         df = df[exists]
         return Pairs("fpi", df["id"].tolist(), [root / p for p in df["image_path"]],
                      df["productDisplayName"].astype(str).tolist(), df["id"].isin(test_ids).to_numpy())
-    raise ValueError(f"unknown catalog {catalog!r}")
+    raise InputError(f"unknown catalog {catalog!r}")
 
 
 class TrunkAndPool(Tower):
@@ -124,7 +125,7 @@ def extract(catalog: str, datasets: Path, cache_dir: Path, variant: str = "lite0
     else:
         text = np.load(text_path, mmap_mode="r+")
         if text.shape != (n, TEXT_DIM):
-            raise ValueError(f"corrupt feature cache {text_path}; delete {root} and retry")
+            raise InputError(f"corrupt feature cache {text_path}; delete {root} and retry")
     target = n if max_items is None else min(n, max_items)
     runner = text_model = None
     while min(meta["images_done"], meta["texts_done"]) < target:

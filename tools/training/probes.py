@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from atelier.tools.errors import InputError
 from atelier.tools.probes import DEFAULT_PROBES, Head, HeadSet, choose_threshold, fit_temperature
 from atelier.tools.settings import get_settings
 
@@ -73,7 +74,7 @@ def catalog_items(catalog: str, datasets: Path | None = None, split: str = "trai
         raw["product_key"] = raw.index
         is_test = raw.index.isin(fpi_test)
     else:
-        raise ValueError(f"unknown catalog {catalog!r}")
+        raise InputError(f"unknown catalog {catalog!r}")
     keep = {"train": ~is_test, "test": is_test, "all": np.ones(len(raw), bool)}[split]
     raw = raw[np.asarray(keep)]
     products = {p.id: p for p in read_catalog(root, catalog, None) if not isinstance(p, Reject)}
