@@ -29,37 +29,44 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from atelier.tools.errors import InputError
+from atelier.tools.lexicon import alternation, negation_before, phrases, relative_patterns, shopper_vocabulary
 from atelier.tools.query_parser import SearchFilters, parse_price
 from atelier.tools.schema import UNKNOWN, Product, SearchResult
 from atelier.tools.store import Hit, ProductStore, product_from_metadata
 from atelier.tools.taxonomy import Taxonomy, get_taxonomy
 
 FACETS = ("category", "colour", "pattern", "gender")
-NEGATION = re.compile(r"\b(?:not|no|without|minus|lose|remove|drop|instead of|rather than|other than|except|"
-                      r"anything but|but not|non)\s+(?:(?:the|a|an|any|that|this|in)\s+){0,2}$", re.I)
-CHEAPER = re.compile(r"\b(?:cheaper|less expensive|lower price|more affordable|budget|cheap(?:est)?|costs? less)\b",
-                     re.I)
-PRICIER = re.compile(r"\b(?:more expensive|pricier|premium|higher[- ]end|fancier|luxur(?:y|ious))\b", re.I)
-PATTERNLESS = re.compile(r"\b(?:without|no|lose|remove|drop|minus)\s+(?:the\s+|any\s+|a\s+)?"
-                         r"(?:print|pattern|graphic|logo|motif|design)s?\b|\bplain\b", re.I)
-DETAILS: dict[str, list[tuple[re.Pattern[str], str, str]]] = {
-    "length": [(re.compile(r"\blonger\b|\bmaxi\b|\bfull[- ]length\b|\bankle[- ]length\b", re.I), "long", "long"),
-               (re.compile(r"\bshorter\b|\bmini\b|\bcropped\b", re.I), "short", "short"),
-               (re.compile(r"\bknee[- ]length\b", re.I), "knee", "knee-length"),
-               (re.compile(r"\bmidi\b|\bcalf[- ]length\b", re.I), "midi", "calf-length")],
-    "sleeves": [(re.compile(r"\blong[- ]sleeved?\b|\blong sleeves\b|\bwith sleeves\b", re.I), "long", "long sleeves"),
-                (re.compile(r"\bshort[- ]sleeved?\b|\bshort sleeves\b", re.I), "short", "short sleeves"),
-                (re.compile(r"\bsleeveless\b|\b(?:no|without) sleeves\b|\bstrappy\b", re.I), "sleeveless",
-                 "sleeveless")],
-    "fit": [(re.compile(r"\blooser\b|\boversized\b|\brelaxed\b|\bbaggier\b|\bwider\b|\bloose\b", re.I), "loose",
-             "loose fit"),
-            (re.compile(r"\btighter\b|\bslimmer\b|\bfitted\b|\bskinny\b|\bslim\b", re.I), "slim", "slim fit")],
-    "neckline": [(re.compile(r"\bv-?neck", re.I), "v-neck", "V-neck"),
-                 (re.compile(r"\bhood(?:ed|ie)?\b", re.I), "hood", "hood"),
-                 (re.compile(r"\bcollar(?:ed)?\b", re.I), "collar", "collar"),
-                 (re.compile(r"\bturtle ?neck|\bpolo[- ]neck|\bhigh neck", re.I), "high", "high neck"),
-                 (re.compile(r"\bround neck|\bcrew neck", re.I), "round", "round neckline")],
-}
+
+
+@dataclass(frozen=True)
+class ChangeVocabulary:
+    """Compiled change words: negation before a facet, cheaper / pricier, "without the print", detail wishes."""
+
+    negation: re.Pattern[str]
+    cheaper: re.Pattern[str]
+    pricier: re.Pattern[str]
+    patternless: re.Pattern[str]
+    details: dict[str, list[tuple[re.Pattern[str], str, str]]]
+
+    @classmethod
+    def load(cls) -> ChangeVocabulary:
+        words = shopper_vocabulary()
+        composed = words["composed"]
+        relative = relative_patterns()
+        removal = alternation(composed["patternless_verbs"])
+        pattern = alternation(composed["pattern_words"])
+        determiner = alternation(words["details"]["negated_determiners"], strict=False)
+        patternless = rf"{removal}\s+(?:{determiner}\s+)?{pattern}|{alternation(composed['plain'])}"
+        details = {attribute: [(phrases(spec["words"]), value, spec["phrase"]) for value, spec in values.items()]
+                   for attribute, values in composed["details"].items()}
+        return cls(negation=negation_before(), cheaper=relative["cheaper"], pricier=relative["pricier"],
+                   patternless=re.compile(patternless), details=details)
+
+
+@lru_cache(maxsize=1)
+def change_vocabulary() -> ChangeVocabulary:
+    """The change words of ``prompts/vocabulary.yaml`` (negations and cheaper/pricier shared with the parser)."""
+    return ChangeVocabulary.load()
 
 
 @dataclass(frozen=True)
@@ -131,17 +138,19 @@ def _strip_changed(text: str, changed: list[str], taxonomy: Taxonomy | None = No
 def parse_change(text: str, reference: Reference, taxonomy: Taxonomy | None = None) -> Change:
     """Read a change request against the reference's attributes (SoFT-style must / avoid, plus soft details)."""
     taxonomy = taxonomy or get_taxonomy()
+    vocab = change_vocabulary()
     low, high, rest = parse_price(text)
+    rest = rest.lower()
     must: dict[str, list[str]] = {}
     avoid: dict[str, list[str]] = {}
     for mention in taxonomy.find_mentions(rest):
-        if mention.facet == "pattern" and PATTERNLESS.search(rest[max(0, mention.start - 12): mention.end + 1]):
+        if mention.facet == "pattern" and vocab.patternless.search(rest[max(0, mention.start - 12): mention.end + 1]):
             continue
-        negated = bool(NEGATION.search(rest[max(0, mention.start - 24): mention.start]))
+        negated = bool(vocab.negation.search(rest[max(0, mention.start - 24): mention.start]))
         target = avoid if negated else must
         if mention.value not in target.setdefault(mention.facet, []):
             target[mention.facet].append(mention.value)
-    if PATTERNLESS.search(rest):
+    if vocab.patternless.search(rest):
         old = reference.attributes.get("pattern", UNKNOWN)
         avoid.setdefault("pattern", []).extend(p for p in ("print", old) if p not in (UNKNOWN, "solid"))
         must["pattern"] = ["solid"]
@@ -151,9 +160,9 @@ def parse_change(text: str, reference: Reference, taxonomy: Taxonomy | None = No
     must = {f: v for f, v in must.items() if v}
     avoid = {f: list(dict.fromkeys(v)) for f, v in avoid.items() if v}
     price = reference.price
-    if price is not None and high is None and CHEAPER.search(rest):
+    if price is not None and high is None and vocab.cheaper.search(rest):
         high = round(price * 0.97, 2)
-    if price is not None and low is None and PRICIER.search(rest):
+    if price is not None and low is None and vocab.pricier.search(rest):
         low = round(price * 1.03, 2)
     target = {f: v for f, v in reference.attributes.items() if f in FACETS}
     for facet in FACETS:
@@ -163,7 +172,7 @@ def parse_change(text: str, reference: Reference, taxonomy: Taxonomy | None = No
             target[facet] = UNKNOWN
     details: dict[str, str] = {}
     words: list[str] = []
-    for attribute, rules in DETAILS.items():
+    for attribute, rules in vocab.details.items():
         for pattern, value, phrase in rules:
             if pattern.search(rest) and attribute not in details:
                 details[attribute] = value
@@ -287,7 +296,7 @@ def _detail_rules() -> dict[str, list[tuple[str, re.Pattern[str]]]]:
     from atelier.tools.attributes import load_attribute_config
 
     specs = load_attribute_config().specs
-    return {name: [(v, re.compile("|".join(p), re.I)) for v, p in spec.from_text.items()]
+    return {name: [(v, re.compile("|".join(p), re.IGNORECASE)) for v, p in spec.from_text.items()]
             for name, spec in specs.items() if spec.from_text}
 
 

@@ -8,23 +8,33 @@ Rule-based on purpose: the shared taxonomy's synonyms make it exact and instant,
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from atelier.tools.lexicon import alternation, negation_before, shopper_vocabulary
 from atelier.tools.taxonomy import Mention, Taxonomy, get_taxonomy
 
 FACET_FIELDS = ("category", "group", "colour", "pattern", "gender", "source")
 
 _NUMBER = r"(\d+(?:[.,]\d+)?)"
-_CURRENCY = r"(?:\s*(?:\$|€|£|eur|euros?|usd|dollars?|gbp|pounds?|bucks))?"
-PRICE_RULES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(rf"\bbetween\s*[$€£]?{_NUMBER}{_CURRENCY}\s*(?:and|-|to)\s*[$€£]?{_NUMBER}", re.I), "range"),
-    (re.compile(rf"[$€£]?{_NUMBER}{_CURRENCY}\s*(?:-|to)\s*[$€£]?{_NUMBER}{_CURRENCY}(?=\s*(?:$|[^\w]))", re.I), "range"),
-    (re.compile(rf"(?:under|below|less than|cheaper than|max(?:imum)?|at most|up to|no more than|within|<=?)\s*[$€£]?{_NUMBER}", re.I), "max"),
-    (re.compile(rf"(?:over|above|more than|at least|min(?:imum)?|from|>=?)\s*[$€£]?{_NUMBER}", re.I), "min"),
-]
-NEGATIONS = re.compile(r"\b(?:not|no|without|except|excluding|avoid|anything but|but not|nothing|non)\s+$", re.I)
+
+
+@lru_cache(maxsize=1)
+def price_rules() -> list[tuple[re.Pattern[str], str]]:
+    """Price phrases (``prompts/vocabulary.yaml`` ``price``): "between 20 and 40", "20-40 euros", "under 30",
+    "at least 50"."""
+    words = shopper_vocabulary()["price"]
+    symbol = r"[$€£]?"
+    currency = rf"(?:\s*(?:{alternation(words['currency'], strict=None)}))?"
+    joiners = alternation(words["range_joiners"], strict=None)
+    at_most, at_least = alternation(words["at_most"], strict=None), alternation(words["at_least"], strict=None)
+    between = rf"\bbetween\s*{symbol}{_NUMBER}{currency}\s*(?:and|{joiners})\s*{symbol}{_NUMBER}"
+    span = rf"{symbol}{_NUMBER}{currency}\s*(?:{joiners})\s*{symbol}{_NUMBER}{currency}(?=\s*(?:$|[^\w]))"
+    return [(re.compile(between, re.IGNORECASE), "range"), (re.compile(span, re.IGNORECASE), "range"),
+            (re.compile(rf"(?:{at_most})\s*{symbol}{_NUMBER}", re.IGNORECASE), "max"),
+            (re.compile(rf"(?:{at_least})\s*{symbol}{_NUMBER}", re.IGNORECASE), "min")]
 
 
 class SearchFilters(BaseModel):
@@ -40,7 +50,7 @@ class SearchFilters(BaseModel):
     def is_empty(self) -> bool:
         return not (self.must or self.avoid or self.price_min is not None or self.price_max is not None)
 
-    def merged(self, other: "SearchFilters") -> "SearchFilters":
+    def merged(self, other: SearchFilters) -> SearchFilters:
         """``other`` on top of ``self``: per facet, the later constraint wins."""
         must = {**self.must, **other.must}
         avoid = {**self.avoid, **other.avoid}
@@ -107,7 +117,7 @@ class ParsedQuery(BaseModel):
 def parse_price(text: str) -> tuple[float | None, float | None, str]:
     """Price bounds in ``text`` and the text without them."""
     low = high = None
-    for pattern, kind in PRICE_RULES:
+    for pattern, kind in price_rules():
         match = pattern.search(text)
         if not match:
             continue
@@ -124,7 +134,7 @@ def parse_price(text: str) -> tuple[float | None, float | None, str]:
 
 def negated(text: str, mention: Mention) -> bool:
     """Whether a mention is preceded by a negation ("not black", "no print", "without stripes")."""
-    return bool(NEGATIONS.search(text[max(0, mention.start - 20): mention.start]))
+    return bool(negation_before().search(text[max(0, mention.start - 24): mention.start].lower()))
 
 
 def parse_query(text: str, taxonomy: Taxonomy | None = None) -> ParsedQuery:
