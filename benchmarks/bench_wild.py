@@ -1,0 +1,89 @@
+"""How well the turn parser reads shoppers as they really write (issue 15): the wild corpus
+(``tests/data/wild_utterances.yaml``, dev and held-out rows) and the original corpus (``tests/data/utterances.yaml``,
+180 tuned + 40 held-out), per field and per phenomenon, plus the parser's time per message.
+
+``python -m benchmarks.bench_wild [--parser rules|llm] [--split dev|held_out|all] [--misses]``. ``--parser llm``
+scores the LLM parser (``ATELIER_LLM=openai`` with ``ATELIER_OPENAI_BASE_URL`` / ``ATELIER_OPENAI_MODEL`` /
+``OPENAI_API_KEY`` naming a real endpoint) on the same rows, with the rule parser as its fallback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from atelier.assistant.parser import TurnParser
+from atelier.assistant.parser.corpus import Corpus, Parser, Score, score
+from benchmarks.common import percentile, print_table
+
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+WILD = DATA / "wild_utterances.yaml"
+ORIGINAL = DATA / "utterances.yaml"
+
+
+def build_parser(kind: str) -> Parser:
+    rules = TurnParser(use_embeddings=False)
+    if kind == "llm":
+        from atelier.assistant.parser.llm import LLMTurnParser
+
+        return LLMTurnParser(fallback=rules)
+    return rules
+
+
+def corpora(split: str) -> dict[str, Corpus]:
+    sets: dict[str, Corpus] = {}
+    for name in (["dev", "held_out"] if split == "all" else [split]):
+        sets[f"wild {name}"] = Corpus.load(WILD, split=name)
+    sets["original 180"] = Corpus.load(ORIGINAL)
+    sets["original held-out 40"] = Corpus.load(ORIGINAL, section="held_out")
+    return sets
+
+
+def report(scores: dict[str, Score], show_misses: bool) -> None:
+    names = list(scores)
+    fields = list(next(iter(scores.values())).fields)
+    print_table("per-field accuracy", ["field", *names],
+                [[f, *[scores[n].fields[f] for n in names]] for f in fields]
+                + [["mean", *[scores[n].mean_field for n in names]], ["min", *[scores[n].min_field for n in names]],
+                   ["rows all right", *[f"{scores[n].rows_right}/{scores[n].rows}" for n in names]]])
+    wild = [n for n in names if n.startswith("wild")]
+    tags = sorted({t for n in wild for t in scores[n].phenomena})
+    print_table("per-phenomenon row accuracy (every field right)", ["phenomenon", *wild],
+                [[t, *[_ratio(scores[n].phenomena.get(t)) for n in wild]] for t in tags])
+    if show_misses:
+        for n in names:
+            if n.endswith("held_out") or "held-out" in n:
+                continue
+            print(f"\n## misses: {n}")
+            print("\n".join(scores[n].misses))
+
+
+def _ratio(pair: tuple[int, int] | None) -> str:
+    return "-" if not pair else f"{pair[0] / pair[1]:.2f} ({pair[0]}/{pair[1]})"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--parser", choices=["rules", "llm"], default="rules")
+    args.add_argument("--split", choices=["dev", "held_out", "all"], default="all")
+    args.add_argument("--misses", action="store_true", help="list misses (never for held-out rows)")
+    opts = args.parse_args(argv)
+    parser = build_parser(opts.parser)
+    sets = corpora(opts.split)
+    scores = {name: score(parser, corpus) for name, corpus in sets.items()}
+    report(scores, opts.misses)
+    if opts.parser == "rules":
+        rows = [r for c in sets.values() for r in c.rows]
+        contexts = {**next(iter(sets.values())).contexts}
+        times = []
+        for row in rows:
+            started = time.perf_counter()
+            parser.parse(row["text"], contexts.get(row["context"]))
+            times.append((time.perf_counter() - started) * 1000)
+        print(f"\nparse time per message: p50 {percentile(times, 50):.2f} ms, p95 {percentile(times, 95):.2f} ms "
+              f"({len(times)} messages)")
+
+
+if __name__ == "__main__":
+    main()
