@@ -17,7 +17,12 @@ Reported: success@10 after each turn (target in the top 10 at or before that tur
 ratios vs both baselines, and per-turn latency of the assistant without LLM generation (p50/p95, time to the
 first event and to the first products).
 
-``python -m benchmarks.bench_agent [--n 300] [--turns 5] [--store DIR] [--ingest]``. The store must hold the
+Every shopper plays twice, in two voices (``--voices``): **plain** (the parser's own words: "in blue", "cheaper") and
+**paraphrased** (``benchmarks/paraphrase.py``: seeded templates per feedback kind with contractions, texting,
+British/American words, the person it is for and typos), against the same three systems; a last table puts their
+success@10 side by side.
+
+``python -m benchmarks.bench_agent [--n 300] [--turns 5] [--store DIR] [--ingest] [--voices plain,paraphrased]``. The store must hold the
 whole H&M catalog: ``--store``, else ``ATELIER_STORE`` / ``.atelier/store``, else the benchmark store other
 benchmarks build (``.atelier/bench/store-compact``); ``--ingest`` builds that one.
 """
@@ -37,6 +42,7 @@ from pathlib import Path
 from atelier.tools.schema import UNKNOWN, Product, SearchResult
 from atelier.tools.settings import Settings, get_settings, override_settings
 from benchmarks.common import BENCH_HOME, hm_test_product_codes, percentile, print_table
+from benchmarks.paraphrase import Paraphraser
 
 ORDINAL = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth", 7: "seventh", 8: "eighth",
            9: "ninth", 10: "tenth"}
@@ -57,9 +63,11 @@ class Shopper:
 
     target: Product
     said: set[str] = field(default_factory=set)
+    voice: Paraphraser | None = None
 
     def opening(self) -> str:
-        return f"I'm looking for {with_article(category_noun(self.target))}"
+        noun = with_article(category_noun(self.target))
+        return self.voice.opening(noun) if self.voice else f"I'm looking for {noun}"
 
     def feedback(self, shown: list[SearchResult]) -> str:
         """Up to two new differences between the target and the top result, plus a pointer to a close item;
@@ -69,45 +77,58 @@ class Shopper:
         close = closest(shown, t)
         top = shown[0] if shown else None
         pointed = shown[close - 1] if close is not None and close > 1 else top
-        points: list[tuple[str, str]] = []
+        points: list[tuple[str, str, str]] = []
 
         def differs(name: str) -> bool:
             return top is None or getattr(top, name) != getattr(t, name)
 
         if t.category != UNKNOWN and differs("category"):
-            points.append(("category", f"I meant {with_article(category_noun(t))}"))
+            noun = with_article(category_noun(t))
+            points.append(("category", f"I meant {noun}", noun))
         if t.gender in GENDER_WORDS and differs("gender"):
-            points.append(("gender", GENDER_WORDS[t.gender]))
+            points.append(("gender", GENDER_WORDS[t.gender], t.gender))
         if t.colour not in (UNKNOWN, "multi") and differs("colour"):
-            points.append(("colour", f"in {t.colour}"))
+            points.append(("colour", f"in {t.colour}", t.colour))
         if t.pattern in PATTERN_WORDS and differs("pattern"):
-            points.append(("pattern", PATTERN_WORDS[t.pattern]))
+            points.append(("pattern", PATTERN_WORDS[t.pattern], t.pattern))
         if pointed is not None and pointed.price and t.price:
             if t.price < 0.8 * pointed.price:
-                points.append(("price-down", "cheaper"))
+                points.append(("price-down", "cheaper", ""))
             elif t.price > 1.25 * pointed.price:
-                points.append(("price-up", "more expensive"))
+                points.append(("price-up", "more expensive", ""))
         if pointed is not None and pointed.product is not None:
             for name, (score, more, less, gap) in RELATIVE_FEEDBACK.items():
                 delta = score(t) - score(pointed.product)
                 if abs(delta) >= gap:
-                    points.append((f"{name}:{more if delta > 0 else less}", more if delta > 0 else less))
+                    word = more if delta > 0 else less
+                    points.append((f"{name}:{word}", word, word))
         shown_text = (top.product.description.lower() if top and top.product else "")
         for detail in DETAILS:
             if re.search(rf"\b{re.escape(detail)}\b", t.description.lower()) and detail not in shown_text:
                 phrase = f"in {detail}" if detail in MATERIALS else f"with {detail}"
-                points.append((f"detail:{detail}", phrase))
-        fresh = [(key, text) for key, text in points if key not in self.said or key.startswith("price")]
+                points.append((f"detail:{detail}", phrase, detail))
+        fresh = [point for point in points if point[0] not in self.said or point[0].startswith("price")]
         chosen = fresh[:2]
-        for key, _ in chosen:
+        for key, _, _ in chosen:
             self.said.add(key)
-        parts = [text for _, text in chosen]
+        if self.voice:
+            return self.voice.feedback([(point_kind(key, value), text, value) for key, text, value in chosen],
+                                       close if close is not None and close > 1 else None)
+        parts = [text for _, text, _ in chosen]
         if close is not None and close > 1:
             parts.insert(0, f"more like the {ORDINAL[close]} one")
         return ", ".join(parts) if parts else "show me more"
 
 
 MATERIALS = {"jersey", "cotton", "linen", "satin", "chiffon", "wool", "lace"}
+
+
+def point_kind(key: str, value: str) -> str:
+    """The paraphraser's template kind for a feedback point ("length:longer" -> "longer", "detail:wool" ->
+    "material")."""
+    if key.startswith("detail:"):
+        return "material" if value in MATERIALS else "detail"
+    return key.split(":", 1)[1] if ":" in key else key
 PLURAL_NOUNS = {"trousers", "jeans", "shorts", "leggings", "sneakers", "boots", "heels", "sandals", "flats", "earrings",
                 "pyjamas", "socks", "tights", "sunglasses", "gloves", "briefs", "shoes"}
 
@@ -218,9 +239,10 @@ class Concatenated(LastMessage):
         return super().turn(". ".join(self.messages))
 
 
-def dialogue(system: System, target: Product, turns: int) -> tuple[int | None, list[str]]:
+def dialogue(system: System, target: Product, turns: int,
+             voice: Paraphraser | None = None) -> tuple[int | None, list[str]]:
     """Play one shopper against one system; returns the turn of success (or None) and the messages."""
-    shopper = Shopper(target)
+    shopper = Shopper(target, voice=voice)
     system.start()
     message = shopper.opening()
     messages = []
@@ -297,6 +319,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="targets from the test split (report) or outside it (tuning)")
     parser.add_argument("--cascade-only", action="store_true", help="skip the baselines (weight tuning)")
     parser.add_argument("--weights", default="", help="cascade weight overrides, e.g. details=0.4,reference=0.8")
+    parser.add_argument("--voices", default="plain,paraphrased",
+                        help="shopper voices: plain (the parser's words) and/or paraphrased (benchmarks/paraphrase.py)")
     args = parser.parse_args(argv or [])
 
     settings = choose_store(args.store, args.ingest)
@@ -318,23 +342,44 @@ def main(argv: list[str] | None = None) -> None:
 
     cascaded = Cascaded(assistant)
     systems: list[System] = [cascaded] if args.cascade_only else [cascaded, LastMessage(engine), Concatenated(engine)]
-    successes: dict[str, list[int | None]] = {s.name: [] for s in systems}
-    examples: list[list[str]] = []
+    voices = [v for v in args.voices.split(",") if v]
+    successes = {voice: {s.name: [] for s in systems} for voice in voices}
+    examples: dict[str, list[list[str]]] = {voice: [] for voice in voices}
     started = time.perf_counter()
     for i, target in enumerate(chosen, start=1):
-        for system in systems:
-            turn, messages = dialogue(system, target, args.turns)
-            successes[system.name].append(turn)
-            if system is cascaded and len(examples) < 3 and len(messages) >= 3:
-                examples.append(messages)
+        for voice in voices:
+            for system in systems:
+                speaker = Paraphraser(seed=args.seed * 100_003 + i) if voice == "paraphrased" else None
+                turn, messages = dialogue(system, target, args.turns, speaker)
+                successes[voice][system.name].append(turn)
+                if system is cascaded and len(examples[voice]) < 3 and len(messages) >= 3:
+                    examples[voice].append(messages)
         if i % 25 == 0:
-            rates = ", ".join(f"{name}: {sum(t is not None for t in s) / i:.2f}" for name, s in successes.items())
+            rates = ", ".join(f"{voice} {name}: {sum(t is not None for t in s) / i:.2f}"
+                              for voice in voices for name, s in successes[voice].items())
             print(f"  {i}/{len(chosen)} targets ({time.perf_counter() - started:.0f}s) success@10 so far — {rates}",
                   flush=True)
 
-    report(successes, systems, args.turns, len(chosen))
-    for messages in examples:
-        print("  example dialogue: " + " → ".join(repr(m) for m in messages))
+    for voice in voices:
+        print(f"\n# {voice} shopper")
+        report(successes[voice], systems, args.turns, len(chosen))
+        for messages in examples[voice]:
+            print("  example dialogue: " + " → ".join(repr(m) for m in messages))
+    if len(voices) > 1:
+        compare_voices(successes, voices, systems, args.turns, len(chosen))
+
+
+def compare_voices(successes: dict[str, dict[str, list[int | None]]], voices: list[str], systems: list[System],
+                   turns: int, n: int) -> None:
+    """success@10 at the last turn for each voice side by side, against the same baselines (issue 15's target:
+    the paraphrased shopper within 0.05 of the plain one)."""
+    def at(voice: str, name: str) -> float:
+        return sum(s is not None and s <= turns for s in successes[voice][name]) / n
+
+    rows = [[s.name, *[at(v, s.name) for v in voices], at(voices[1], s.name) - at(voices[0], s.name)]
+            for s in systems]
+    print_table(f"success@10 at turn {turns}: plain vs paraphrased shopper ({n} targets)",
+                ["system", *voices, f"{voices[1]} - {voices[0]}"], rows)
 
 
 def report(successes: dict[str, list[int | None]], systems: list[System], turns: int, n: int) -> None:

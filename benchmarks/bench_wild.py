@@ -63,6 +63,28 @@ def _ratio(pair: tuple[int, int] | None) -> str:
     return "-" if not pair else f"{pair[0] / pair[1]:.2f} ({pair[0]}/{pair[1]})"
 
 
+def false_corrections(parser: TurnParser) -> None:
+    """The spelling guard: words the corrector changes in text that has no typos - H&M test-split product names and
+    descriptions (never used to build the known-word list) and the original corpus."""
+    import csv
+
+    from atelier.tools.settings import get_settings
+    from benchmarks.common import hm_test_product_codes
+
+    codes = hm_test_product_codes()
+    titles: list[str] = []
+    with open(get_settings().datasets / "hm" / "articles.csv", newline="") as f:
+        titles = [f"{r['prod_name']} {r['detail_desc'] or ''}" for r in csv.DictReader(f) if r["product_code"] in codes]
+    originals = [r["text"] for c in (Corpus.load(ORIGINAL), Corpus.load(ORIGINAL, section="held_out")) for r in c.rows]
+    rows = []
+    for name, texts in (("H&M test-split names + descriptions", titles), ("original corpus (220)", originals)):
+        words = sum(len(t.split()) for t in texts)
+        changes = [c for t in texts for c in parser.speller.correct(t.lower())[1]]
+        examples = ", ".join(sorted({f"{a}->{b}" for a, b in changes})[:12])
+        rows.append([name, words, len(changes), len(changes) / max(1, words), examples or "-"])
+    print_table("false corrections (text without typos)", ["text", "words", "corrected", "rate", "examples"], rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--parser", choices=["rules", "llm"], default="rules")
@@ -83,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
             times.append((time.perf_counter() - started) * 1000)
         print(f"\nparse time per message: p50 {percentile(times, 50):.2f} ms, p95 {percentile(times, 95):.2f} ms "
               f"({len(times)} messages)")
+        false_corrections(parser)
 
 
 if __name__ == "__main__":

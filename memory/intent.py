@@ -41,7 +41,7 @@ class TurnIntent(BaseModel):
     show_more: bool = False
     new_topic: bool = False
     question: str | None = None
-    source: Literal["rule", "embedding", "default"] = "rule"
+    source: Literal["rule", "embedding", "default", "llm"] = "rule"
     score: float = 1.0
 
     def has_change(self) -> bool:

@@ -29,7 +29,14 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from atelier.tools.errors import InputError
-from atelier.tools.lexicon import alternation, negation_before, phrases, relative_patterns, shopper_vocabulary
+from atelier.tools.lexicon import (
+    alternation,
+    in_negation_scope,
+    negation_before,
+    phrases,
+    relative_patterns,
+    shopper_vocabulary,
+)
 from atelier.tools.query_parser import SearchFilters, parse_price
 from atelier.tools.schema import UNKNOWN, Product, SearchResult
 from atelier.tools.store import Hit, ProductStore, product_from_metadata
@@ -143,10 +150,13 @@ def parse_change(text: str, reference: Reference, taxonomy: Taxonomy | None = No
     rest = rest.lower()
     must: dict[str, list[str]] = {}
     avoid: dict[str, list[str]] = {}
-    for mention in taxonomy.find_mentions(rest):
+    mentions = taxonomy.find_mentions(rest)
+    spans = [(m.start, m.end) for m in mentions]
+    for mention in mentions:
         if mention.facet == "pattern" and vocab.patternless.search(rest[max(0, mention.start - 12): mention.end + 1]):
             continue
-        negated = bool(vocab.negation.search(rest[max(0, mention.start - 24): mention.start]))
+        negated = bool(vocab.negation.search(rest[max(0, mention.start - 24): mention.start])) or in_negation_scope(
+            rest, mention.start, spans)
         target = avoid if negated else must
         if mention.value not in target.setdefault(mention.facet, []):
             target[mention.facet].append(mention.value)

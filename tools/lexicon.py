@@ -65,3 +65,33 @@ def negation_before() -> re.Pattern[str]:
 def relative_patterns() -> dict[str, re.Pattern[str]]:
     """Relative feedback cues by name (cheaper, pricier, longer, ...)."""
     return {name: phrases(words) for name, words in shopper_vocabulary()["relative"].items()}
+
+
+@lru_cache(maxsize=1)
+def _scope() -> tuple[re.Pattern[str], re.Pattern[str], int]:
+    words = shopper_vocabulary()
+    cue = phrases(words["negations"], strict=False)
+    breaker = re.compile(r"[,.;!?]|" + alternation(words["scope_breakers"], strict=False))
+    return cue, breaker, int(words["negation_reach"])
+
+
+def in_negation_scope(text: str, start: int, spans: Iterable[tuple[int, int]] = ()) -> bool:
+    """Whether a negation a few words back still covers the value at ``start`` ("isn't black", "i dont want
+    anything black", "won't wear anything yellow"): nothing between them but up to ``negation_reach`` plain words
+    (no punctuation, no scope breaker such as "but" / "just", no other value in ``spans``: or-lists are the
+    caller's)."""
+    cue, breaker, reach = _scope()
+    offset = max(0, start - 60)
+    cues = list(cue.finditer(text[offset:start]))
+    if not cues:
+        return False
+    gap_start = offset + cues[-1].end()
+    gap = text[gap_start:start]
+    if len(gap.split()) > reach or breaker.search(gap):
+        return False
+    return not any(gap_start <= s and e <= start for s, e in spans)
+
+
+def negated(text: str, start: int, spans: Iterable[tuple[int, int]] = ()) -> bool:
+    """A negation right before ``start`` ("not", "anything but the") or one whose scope reaches it."""
+    return bool(negation_before().search(text[max(0, start - 30):start])) or in_negation_scope(text, start, spans)

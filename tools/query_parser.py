@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from atelier.tools.lexicon import alternation, negation_before, shopper_vocabulary
+from atelier.tools.lexicon import alternation, shopper_vocabulary
+from atelier.tools.lexicon import negated as lexicon_negated
 from atelier.tools.taxonomy import Mention, Taxonomy, get_taxonomy
 
 FACET_FIELDS = ("category", "group", "colour", "pattern", "gender", "source")
@@ -24,7 +25,7 @@ _NUMBER = r"(\d+(?:[.,]\d+)?)"
 @lru_cache(maxsize=1)
 def price_rules() -> list[tuple[re.Pattern[str], str]]:
     """Price phrases (``prompts/vocabulary.yaml`` ``price``): "between 20 and 40", "20-40 euros", "under 30",
-    "at least 50"."""
+    "60 max", "at least 50"."""
     words = shopper_vocabulary()["price"]
     symbol = r"[$€£]?"
     currency = rf"(?:\s*(?:{alternation(words['currency'], strict=None)}))?"
@@ -32,8 +33,10 @@ def price_rules() -> list[tuple[re.Pattern[str], str]]:
     at_most, at_least = alternation(words["at_most"], strict=None), alternation(words["at_least"], strict=None)
     between = rf"\bbetween\s*{symbol}{_NUMBER}{currency}\s*(?:and|{joiners})\s*{symbol}{_NUMBER}"
     span = rf"{symbol}{_NUMBER}{currency}\s*(?:{joiners})\s*{symbol}{_NUMBER}{currency}(?=\s*(?:$|[^\w]))"
+    after = alternation(words["at_most_after"], strict=False)
     return [(re.compile(between, re.IGNORECASE), "range"), (re.compile(span, re.IGNORECASE), "range"),
             (re.compile(rf"(?:{at_most})\s*{symbol}{_NUMBER}", re.IGNORECASE), "max"),
+            (re.compile(rf"{symbol}{_NUMBER}{currency}\s*,?\s*{after}", re.IGNORECASE), "max"),
             (re.compile(rf"(?:{at_least})\s*{symbol}{_NUMBER}", re.IGNORECASE), "min")]
 
 
@@ -134,7 +137,7 @@ def parse_price(text: str) -> tuple[float | None, float | None, str]:
 
 def negated(text: str, mention: Mention) -> bool:
     """Whether a mention is preceded by a negation ("not black", "no print", "without stripes")."""
-    return bool(negation_before().search(text[max(0, mention.start - 24): mention.start].lower()))
+    return lexicon_negated(text.lower(), mention.start)
 
 
 def parse_query(text: str, taxonomy: Taxonomy | None = None) -> ParsedQuery:

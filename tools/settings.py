@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     llm_model: str = Field("gpt-4o-mini", description="Model name sent to the OpenAI-compatible endpoint.")
     llm_api_key: str = Field("not-needed", description="API key for the OpenAI-compatible endpoint.")
     llm_max_tokens: int = 256
+    parser: str = Field("rules", description="Turn parser: rules | llm (the LLM fills the TurnIntent as structured "
+                                             "output; needs ATELIER_LLM=openai; any error falls back to the rules).")
     datasets: Path = Field(default_factory=default_datasets, description="Folder of the shared datasets.")
     relevance_threshold: float = Field(
         0.285, description="Relevance gate: below this best dense similarity (and no keyword match) a search "

@@ -10,18 +10,15 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
-from atelier.memory.intent import ParseContext, TurnIntent
+from atelier.assistant.parser.pipeline import Parser
+from atelier.memory.intent import ParseContext
 
 FIELDS: dict[str, Any] = {"intent": None, "must": {}, "avoid": {}, "allow": {}, "price_min": None, "price_max": None,
                           "relative": [], "references": [], "similar": [], "like": [], "dislike": []}
-
-
-class Parser(Protocol):
-    def parse(self, text: str, context: ParseContext | None = None) -> TurnIntent: ...
 
 
 @dataclass

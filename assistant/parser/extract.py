@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from atelier.assistant.parser.vocabulary import Vocabulary
 from atelier.memory.intent import ParseContext
+from atelier.tools.lexicon import in_negation_scope
 from atelier.tools.query_parser import parse_price
 from atelier.tools.taxonomy import Mention, Taxonomy
 
@@ -126,29 +127,47 @@ def find_show_more(state: ParseState) -> None:
 
 
 def find_facets(state: ParseState, taxonomy: Taxonomy) -> None:
-    """Facet values and their scope: allowed again ("black is fine"), avoided ("not black"), carried along an
-    or-list ("not black or navy"), or wanted."""
+    """Facet values and their scope: allowed again ("black is fine"), relaxed ("doesn't have to be black"),
+    avoided (a negation scope reaching a few words ahead: "isn't black", "i dont want anything black"), carried
+    along an or-list ("isn't black or blue"), or wanted; a correction or preference verb replaces an earlier value
+    of the same facet ("a red, no wait, a blue dress")."""
     vocab, text = state.vocab, state.work
     previous: tuple[Mention, str] | None = None
-    for mention in _mentions(text, taxonomy, vocab):
-        before = text[max(0, mention.start - 30):mention.start]
+    mentions = _mentions(text, taxonomy, vocab)
+    spans = [(m.start, m.end) for m in mentions]
+    wanted: dict[str, int] = {}
+    for mention in mentions:
+        before = text[max(0, mention.start - 40):mention.start]
         after = text[mention.end:mention.end + 30]
-        if vocab.allow_before.search(before) or vocab.allow_after.search(after):
+        if vocab.allow_before.search(before[-30:]) or vocab.allow_after.search(after):
             kind = "allow"
-        elif vocab.negations.search(before):
+        elif vocab.relax_before.search(before):
+            kind = "relax"
+        elif vocab.negations.search(before[-30:]) or (
+                mention.value not in state.must.get(mention.facet, []) and in_negation_scope(text, mention.start,
+                                                                                               spans)):
             kind = "avoid"
         elif previous and previous[1] in ("avoid", "allow") and _continues_list(vocab, text[previous[0].end:mention.start],
                                                                                  after):
             kind = previous[1]
         else:
             kind = "must"
+        state.spans.append((mention.start, mention.end))
+        previous = (mention, kind)
+        if kind == "relax":
+            continue
         target = {"must": state.must, "avoid": state.avoid, "allow": state.allow}[kind]
         values = target.setdefault(mention.facet, [])
+        if kind == "must" and mention.facet in wanted and vocab.override.search(text[wanted[mention.facet]:mention.start]):
+            values.clear()
         if mention.value not in values:
             values.append(mention.value)
-        previous = (mention, kind)
-        state.spans.append((mention.start, mention.end))
+        if kind == "must":
+            wanted[mention.facet] = mention.end
     for facet, values in state.allow.items():
+        if facet in state.must:
+            state.must[facet] = [v for v in state.must[facet] if v not in values]
+    for facet, values in state.avoid.items():
         if facet in state.must:
             state.must[facet] = [v for v in state.must[facet] if v not in values]
     state.must = {f: v for f, v in state.must.items() if v}
@@ -165,20 +184,32 @@ def _continues_list(vocab: Vocabulary, between: str, after: str) -> bool:
 
 
 def _mentions(text: str, taxonomy: Taxonomy, vocab: Vocabulary) -> list[Mention]:
-    """Taxonomy values, then the parser's extra synonyms and group words where nothing longer was found."""
+    """Taxonomy values, then the parser's own words where nothing longer was found: extra synonyms, words naming
+    several categories ("knitwear"), group words ("swimwear"), and ages ("a 5 year old" is the kids department)."""
     mentions = list(taxonomy.find_mentions(text))
     taken = [(m.start, m.end) for m in mentions]
+
+    def free(start: int, end: int) -> bool:
+        return not any(s < end and start < e for s, e in taken)
+
     for m in vocab.extra_pattern.finditer(text):
-        if any(s < m.end() and m.start() < e for s, e in taken):
-            continue
-        word = m.group(0)
-        facet = next(f for f, words in vocab.extra.items() if word in words)
-        mentions.append(Mention(facet, vocab.extra[facet][word], m.start(), m.end(), word))
-        taken.append((m.start(), m.end()))
+        if free(m.start(), m.end()):
+            word = m.group(0)
+            facet = next(f for f, words in vocab.extra.items() if word in words)
+            mentions.append(Mention(facet, vocab.extra[facet][word], m.start(), m.end(), word))
+            taken.append((m.start(), m.end()))
+    for m in vocab.category_word_pattern.finditer(text):
+        if free(m.start(), m.end()):
+            mentions += [Mention("category", v, m.start(), m.end(), m.group(0)) for v in vocab.category_words[m.group(0)]]
+            taken.append((m.start(), m.end()))
     for m in vocab.group_pattern.finditer(text):
-        if any(s < m.end() and m.start() < e for s, e in taken):
-            continue
-        mentions.append(Mention("group", vocab.groups[m.group(0)], m.start(), m.end(), m.group(0)))
+        if free(m.start(), m.end()):
+            mentions.append(Mention("group", vocab.groups[m.group(0)], m.start(), m.end(), m.group(0)))
+            taken.append((m.start(), m.end()))
+    for m in vocab.ages.finditer(text):
+        age = int(m.group("n") or m.group("m"))
+        if free(m.start(), m.end()) and (age <= vocab.kids_max_age or "month" in m.group(0)):
+            mentions.append(Mention("gender", vocab.age_department, m.start(), m.end(), m.group(0)))
     return sorted(mentions, key=lambda m: m.start)
 
 

@@ -4,14 +4,22 @@ exemplar similarity only when no rule decides (see the package docstring)."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
 from atelier.assistant.parser import extract, rules
 from atelier.assistant.parser.classify import EMBEDDING_FLOOR, ExemplarClassifier
 from atelier.assistant.parser.extract import ParseState
-from atelier.assistant.parser.vocabulary import Vocabulary, get_vocabulary
+from atelier.assistant.parser.spelling import SpellingCorrector, known_words
+from atelier.assistant.parser.vocabulary import Vocabulary, get_vocabulary, spelling_targets
 from atelier.memory.intent import ParseContext, TurnIntent
+from atelier.tools.settings import get_settings
 from atelier.tools.taxonomy import Taxonomy, get_taxonomy
+
+
+class Parser(Protocol):
+    """What the agent needs of a parser (``TurnParser``, or ``LLMTurnParser`` over it)."""
+
+    def parse(self, text: str, context: ParseContext | None = None) -> TurnIntent: ...
 
 
 class TurnParser:
@@ -22,6 +30,8 @@ class TurnParser:
         self.taxonomy = taxonomy or get_taxonomy()
         self.vocab = vocabulary or get_vocabulary()
         self.classifier = ExemplarClassifier(self.vocab.exemplars, encoder, enabled=use_embeddings)
+        surfaces = [w for facet in self.taxonomy.synonyms.values() for w in facet]
+        self.speller = SpellingCorrector(spelling_targets(surfaces), known_words(), self.vocab.shorthand)
 
     @property
     def use_embeddings(self) -> bool:
@@ -30,7 +40,7 @@ class TurnParser:
     def parse(self, text: str, context: ParseContext | None = None) -> TurnIntent:
         context = context or ParseContext()
         raw = (text or "").strip()
-        low = extract.normalise(raw)
+        low, _ = self.speller.correct(extract.normalise(raw))
         state = ParseState(raw=raw, text=low, work=low, vocab=self.vocab)
         extract.find_references(state, context, self.taxonomy)
         extract.find_prices(state)
@@ -75,13 +85,20 @@ class TurnParser:
         return rules.search_or_refine(state, context, self.taxonomy), "default", score
 
 
-_default_parser: TurnParser | None = None
+_default_parser: Parser | None = None
 
 
-def get_parser() -> TurnParser:
+def get_parser() -> Parser:
+    """The shared parser: the rules, or the LLM parser over them with ``ATELIER_PARSER=llm`` and
+    ``ATELIER_LLM=openai``."""
     global _default_parser
     if _default_parser is None:
+        settings = get_settings()
         _default_parser = TurnParser()
+        if settings.parser == "llm" and settings.llm == "openai":
+            from atelier.assistant.parser.llm import LLMTurnParser
+
+            _default_parser = LLMTurnParser(fallback=_default_parser, settings=settings)
     return _default_parser
 
 

@@ -23,6 +23,8 @@ def start_over(s: ParseState, c: ParseContext) -> str | None:
 
 def compare(s: ParseState, c: ParseContext) -> str | None:
     cues = s.vocab.cues
+    if _states_preference(s):
+        return None
     if s.vocab.rules["compare"].search(s.text) and (c.has_results or len(s.references) >= 2):
         return "compare"
     if cues.which_compares.search(s.text) and len(s.references) >= 2:
@@ -50,6 +52,8 @@ def describe(s: ParseState, c: ParseContext) -> str | None:
 
 
 def outfit(s: ParseState, c: ParseContext) -> str | None:
+    if _states_preference(s) and not (s.must.get("category") or s.must.get("group")):
+        return None
     if s.vocab.rules["outfit"].search(s.text):
         return "outfit"
     if (c.has_results or c.has_image or c.has_reference) and s.vocab.cues.outfit_split.search(s.text):
@@ -116,12 +120,13 @@ def decide(s: ParseState, c: ParseContext) -> str | None:
 
 
 def search_or_refine(s: ParseState, c: ParseContext, taxonomy: Taxonomy) -> str:
-    """A new topic starts a search; anything that adjusts the current one is a refinement."""
+    """A new topic starts a search; anything that adjusts the current one is a refinement (naming a garment when
+    none was named yet narrows the current search: "clothes for a 5 year old" then "a dress")."""
     if not c.has_results and not c.has_reference:
         return "search"
     named = set(s.must.get("category", [])) | set(s.must.get("group", []))
     current = set(c.category) | set(c.group)
-    if named and not (named & current) and not s.vocab.refine_openers.search(s.text):
+    if named and current and not (named & current) and not s.vocab.refine_openers.search(s.text):
         groups = {taxonomy.group_of(v) if v in taxonomy.category_group else v for v in named}
         if not (c.group and not c.category and groups <= set(c.group)):
             return "search"
@@ -144,6 +149,11 @@ def compared_ranks(s: ParseState, c: ParseContext) -> list[int]:
         if rank not in refs:
             refs.append(rank)
     return refs[:2]
+
+
+def _states_preference(s: ParseState) -> bool:
+    """ "I prefer them in white", "let's go with navy": a preference verb with a facet value is a change."""
+    return bool((s.must or s.avoid) and s.vocab.cues.preference.search(s.text))
 
 
 def _first_facet_index(s: ParseState) -> int:

@@ -51,6 +51,7 @@ class Cues:
     outfit_split: re.Pattern[str]
     photo_similar: re.Pattern[str]
     chat_filler: frozenset[str]
+    preference: re.Pattern[str]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class Vocabulary:
     allow_before: re.Pattern[str]
     allow_after: re.Pattern[str]
     negations: re.Pattern[str]
+    relax_before: re.Pattern[str]
+    override: re.Pattern[str]
     list_join: re.Pattern[str]
     conjunction: re.Pattern[str]
     positive_after: re.Pattern[str]
@@ -76,6 +79,12 @@ class Vocabulary:
     extra_pattern: re.Pattern[str]
     groups: dict[str, str]
     group_pattern: re.Pattern[str]
+    category_words: dict[str, list[str]]
+    category_word_pattern: re.Pattern[str]
+    ages: re.Pattern[str]
+    kids_max_age: int
+    age_department: str
+    shorthand: dict[str, str]
     not_over: re.Pattern[str]
     around: re.Pattern[str]
     references: References
@@ -110,6 +119,8 @@ class Vocabulary:
             allow_before=phrases(words["allow_before"], anchor="end"),
             allow_after=phrases(words["allow_after"], anchor="start"),
             negations=re.compile(alternation(words["negations"]) + negation_tail(1) + r"\s*$"),
+            relax_before=phrases(words["relax_before"], anchor="end", strict=False),
+            override=phrases(words["override_cues"], strict=False),
             list_join=re.compile(rf"[\s,/]*(?:{conjunctions}|,)?[\s,/]*(?:no\s+)?"),
             conjunction=re.compile(conjunctions),
             positive_after=phrases(words["positive_after"], anchor="start"),
@@ -117,6 +128,12 @@ class Vocabulary:
             extra_pattern=phrases([w for ws in extra.values() for w in ws]),
             groups=groups,
             group_pattern=phrases(list(groups)),
+            category_words={k.lower(): list(v) for k, v in words["category_words"].items()},
+            category_word_pattern=phrases(list(words["category_words"])),
+            ages=_ages(words["ages"]),
+            kids_max_age=int(words["ages"]["kids_max"]),
+            age_department=words["ages"]["department"],
+            shorthand={str(k).lower(): str(v) for k, v in words["shorthand"].items()},
             not_over=re.compile(alternation(price["not_over_negations"], strict=False) + r"\s+"
                                 + alternation(price["over"], strict=False) + r"\s*[$€£]?(\d+(?:[.,]\d+)?)"),
             around=re.compile(alternation(price["around"], strict=False) + r"\s*[$€£]?(\d+(?:[.,]\d+)?)"),
@@ -132,6 +149,13 @@ class Vocabulary:
         )
 
 
+def _ages(ages: dict[str, Any]) -> re.Pattern[str]:
+    """ "5 year old", "8yo", "aged 7": the number is group ``n``."""
+    after = alternation(ages["after_number"], strict=False)
+    before = alternation(ages["before_number"], strict=False)
+    return re.compile(rf"\b(?P<n>\d{{1,2}})\s*-?\s*{after}|{before}\s+(?P<m>\d{{1,2}})\b")
+
+
 def _cues(cues: dict[str, list[str]]) -> Cues:
     return Cues(
         which_compares=re.compile(r"\bwhich\b.*" + alternation(cues["which_compares"], strict=False)),
@@ -142,6 +166,7 @@ def _cues(cues: dict[str, list[str]]) -> Cues:
         outfit_split=re.compile(alternation(cues["outfit_verbs"], strict=False) + r".{0,40}\bwith\b"),
         photo_similar=phrases(cues["photo_similar"], strict=False),
         chat_filler=frozenset(cues["chat_filler"]),
+        preference=phrases(cues["preference"], strict=False),
     )
 
 
@@ -186,6 +211,18 @@ def _reactions(r: dict[str, list[str]]) -> Reactions:
     return Reactions(similar_before=re.compile(similar), dislike_before=phrases(r["dislike_before"], "end", False),
                      dislike_after=re.compile(dislike_after), like_before=re.compile(like_before),
                      like_after=re.compile(like_after))
+
+
+def spelling_targets(taxonomy_words: list[str]) -> list[str]:
+    """Every single word of the phrases the parser matches on facets and intents with: what a typo may be
+    corrected into."""
+    intents, words = load_prompt_yaml("intents.yaml"), load_prompt_yaml("vocabulary.yaml")
+    phrases = [*taxonomy_words, *intents["show_more"], *intents["refine_openers"], *words["category_words"],
+               *(str(k) for k in words["ordinals"]), *(str(k) for k in words["number_words"])]
+    phrases += [w for ws in (*words["relative"].values(), *intents["rules"].values(), *words["group_words"].values())
+                for w in ws]
+    phrases += [w for ws in words["extra_synonyms"].values() for w in ws]
+    return sorted({w for p in phrases for w in re.findall(r"[a-z]+", p.lower())})
 
 
 @lru_cache(maxsize=1)
