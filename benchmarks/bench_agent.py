@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
 
     for voice in voices:
         print(f"\n# {voice} shopper")
-        report(successes[voice], systems, args.turns, len(chosen))
+        report(successes[voice], systems, args.turns, len(chosen), latency=voice == voices[-1])
         for messages in examples[voice]:
             print("  example dialogue: " + " → ".join(repr(m) for m in messages))
     if len(voices) > 1:
@@ -382,7 +382,8 @@ def compare_voices(successes: dict[str, dict[str, list[int | None]]], voices: li
                 ["system", *voices, f"{voices[1]} - {voices[0]}"], rows)
 
 
-def report(successes: dict[str, list[int | None]], systems: list[System], turns: int, n: int) -> None:
+def report(successes: dict[str, list[int | None]], systems: list[System], turns: int, n: int,
+           latency: bool = True) -> None:
     def at(name: str, t: int) -> float:
         return sum(s is not None and s <= t for s in successes[name]) / n
 
@@ -400,6 +401,8 @@ def report(successes: dict[str, list[int | None]], systems: list[System], turns:
         ratio_rows.append([f"{best} / {base.name}"] + [
             (at(best, t) / at(base.name, t)) if at(base.name, t) else float("inf") for t in range(1, turns + 1)])
     print_table("ratios (success@10)", ["ratio"] + [f"t{t}" for t in range(1, turns + 1)], ratio_rows)
+    if not latency:
+        return
     lat_rows = []
     for s in systems:
         lat = getattr(s, "latency", [])
@@ -410,7 +413,7 @@ def report(successes: dict[str, list[int | None]], systems: list[System], turns:
         else:
             row += ["-", "-", "-"]
         lat_rows.append(row)
-    print_table("per-turn latency without LLM generation (ms)",
+    print_table("per-turn latency without LLM generation (ms, every voice)",
                 ["system", "turns", "p50", "p95", "first event p50", "first products p50", "first products p95"],
                 lat_rows)
 

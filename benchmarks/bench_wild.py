@@ -3,8 +3,9 @@
 180 tuned + 40 held-out), per field and per phenomenon, plus the parser's time per message.
 
 ``python -m benchmarks.bench_wild [--parser rules|llm] [--split dev|held_out|all] [--misses]``. ``--parser llm``
-scores the LLM parser (``ATELIER_LLM=openai`` with ``ATELIER_OPENAI_BASE_URL`` / ``ATELIER_OPENAI_MODEL`` /
-``OPENAI_API_KEY`` naming a real endpoint) on the same rows, with the rule parser as its fallback.
+scores the LLM parser on the same rows against a real endpoint, with the rule parser as its fallback:
+``ATELIER_LLM=openai ATELIER_LLM_BASE_URL=... ATELIER_LLM_MODEL=... ATELIER_LLM_API_KEY=... python -m
+benchmarks.bench_wild --parser llm`` (it reports how many answers fell back).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import time
 from pathlib import Path
 
 from atelier.assistant.parser import TurnParser
-from atelier.assistant.parser.corpus import Corpus, Parser, Score, score
+from atelier.assistant.parser.corpus import Corpus, Score, score
+from atelier.assistant.parser.pipeline import Parser
+from atelier.tools.settings import get_settings
 from benchmarks.common import percentile, print_table
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -91,10 +94,16 @@ def main(argv: list[str] | None = None) -> None:
     args.add_argument("--split", choices=["dev", "held_out", "all"], default="all")
     args.add_argument("--misses", action="store_true", help="list misses (never for held-out rows)")
     opts = args.parse_args(argv)
+    if opts.parser == "llm" and get_settings().llm != "openai":
+        print("--parser llm needs ATELIER_LLM=openai and ATELIER_LLM_BASE_URL / _MODEL / _API_KEY of an endpoint")
+        return
     parser = build_parser(opts.parser)
     sets = corpora(opts.split)
     scores = {name: score(parser, corpus) for name, corpus in sets.items()}
     report(scores, opts.misses)
+    if opts.parser == "llm":
+        total = sum(len(c.rows) for c in sets.values())
+        print(f"\nLLM answers that fell back to the rules: {parser.failures}/{total}")
     if opts.parser == "rules":
         rows = [r for c in sets.values() for r in c.rows]
         contexts = {**next(iter(sets.values())).contexts}

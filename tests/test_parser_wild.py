@@ -34,6 +34,16 @@ def test_the_wild_corpus_is_big_split_two_to_one_and_tagged():
             "british_american", "correction"} <= tags
 
 
+def test_the_wild_conversations_load_and_split_two_to_one():
+    from atelier.assistant.replay import load_conversation
+
+    root = Path(__file__).parent / "conversations" / "wild"
+    dev, held_out = sorted((root / "dev").glob("*.yaml")), sorted((root / "held_out").glob("*.yaml"))
+    assert len(dev) + len(held_out) >= 20 and len(dev) == 2 * len(held_out)
+    turns = [t for p in dev + held_out for t in load_conversation(p).turns]
+    assert all(t.say and t.expect.memory is not None for t in turns)
+
+
 # Bars a little under the measured accuracy (docs/agent.md): the held-out target of issue 15 is 0.95 per field.
 @pytest.mark.parametrize("split,bar", [("dev", 0.97), ("held_out", 0.95)])
 def test_wild_corpus_accuracy_per_field(split, bar):
