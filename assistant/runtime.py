@@ -85,9 +85,10 @@ class Runtime:
 
     @property
     def parser(self) -> "TurnParser":
-        from atelier.assistant.parser import TurnParser
+        """The turn parser ``ATELIER_PARSER`` names (the rules, or the LLM over them)."""
+        from atelier.assistant.parser import build_parser
 
-        return self._get("parser", TurnParser)
+        return self._get("parser", lambda: build_parser(self.settings))
 
     @property
     def llm(self) -> Any | None:

@@ -8,10 +8,10 @@ An LLM router produces the same ``TurnIntent`` type.
 """
 
 from atelier.assistant.parser.classify import EMBEDDING_FLOOR
-from atelier.assistant.parser.pipeline import TurnParser, get_parser, parse_turn
+from atelier.assistant.parser.pipeline import Parser, TurnParser, build_parser, get_parser, parse_turn
 from atelier.assistant.parser.rules import RULES, asks_listing_property
 from atelier.assistant.parser.vocabulary import Vocabulary, get_vocabulary
 from atelier.memory.intent import INTENTS, IntentName, ParseContext, TurnIntent
 
-__all__ = ["EMBEDDING_FLOOR", "INTENTS", "RULES", "IntentName", "ParseContext", "TurnIntent", "TurnParser",
-           "Vocabulary", "asks_listing_property", "get_parser", "get_vocabulary", "parse_turn"]
+__all__ = ["EMBEDDING_FLOOR", "INTENTS", "RULES", "IntentName", "ParseContext", "Parser", "TurnIntent", "TurnParser",
+           "Vocabulary", "asks_listing_property", "build_parser", "get_parser", "get_vocabulary", "parse_turn"]

@@ -12,7 +12,7 @@ from atelier.assistant.parser.extract import ParseState
 from atelier.assistant.parser.spelling import SpellingCorrector, known_words
 from atelier.assistant.parser.vocabulary import Vocabulary, get_vocabulary, spelling_targets
 from atelier.memory.intent import ParseContext, TurnIntent
-from atelier.tools.settings import get_settings
+from atelier.tools.settings import Settings, get_settings
 from atelier.tools.taxonomy import Taxonomy, get_taxonomy
 
 
@@ -85,20 +85,25 @@ class TurnParser:
         return rules.search_or_refine(state, context, self.taxonomy), "default", score
 
 
+def build_parser(settings: Settings | None = None) -> Parser:
+    """The rules, or the LLM parser over them with ``ATELIER_PARSER=llm`` and ``ATELIER_LLM=openai``."""
+    settings = settings or get_settings()
+    rules = TurnParser()
+    if settings.parser == "llm" and settings.llm == "openai":
+        from atelier.assistant.parser.llm import LLMTurnParser
+
+        return LLMTurnParser(fallback=rules, settings=settings)
+    return rules
+
+
 _default_parser: Parser | None = None
 
 
 def get_parser() -> Parser:
-    """The shared parser: the rules, or the LLM parser over them with ``ATELIER_PARSER=llm`` and
-    ``ATELIER_LLM=openai``."""
+    """The process-wide parser for code without a ``Runtime`` (``build_parser`` of the active settings)."""
     global _default_parser
     if _default_parser is None:
-        settings = get_settings()
-        _default_parser = TurnParser()
-        if settings.parser == "llm" and settings.llm == "openai":
-            from atelier.assistant.parser.llm import LLMTurnParser
-
-            _default_parser = LLMTurnParser(fallback=_default_parser, settings=settings)
+        _default_parser = build_parser()
     return _default_parser
 
 
