@@ -121,8 +121,9 @@ def decide(s: ParseState, c: ParseContext) -> str | None:
 
 def search_or_refine(s: ParseState, c: ParseContext, taxonomy: Taxonomy) -> str:
     """A new topic starts a search; anything that adjusts the current one is a refinement (naming a garment when
-    none was named yet narrows the current search: "clothes for a 5 year old" then "a dress")."""
-    if not c.has_results and not c.has_reference:
+    none was named yet narrows the current search: "clothes for a 5 year old" then "a dress"). A search that found
+    nothing is still the current topic: "rather navy" after no grey suit vests refines it."""
+    if not (c.has_results or c.has_reference or c.category or c.group):
         return "search"
     named = set(s.must.get("category", [])) | set(s.must.get("group", []))
     current = set(c.category) | set(c.group)
