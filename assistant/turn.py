@@ -57,7 +57,7 @@ class Assistant:
                  llm: Any | None = None, tool_model: Any | None = AUTO) -> None:
         self.runtime = runtime or Runtime(settings, search=engine, parser=parser, llm=llm, tool_model=tool_model)
         self.settings = self.runtime.settings
-        self.sessions = sessions or SessionStore(self.settings.db_path)
+        self.sessions = sessions or SessionStore(self.settings.db_url)
         self.uploads = Uploads(self.settings.home / "uploads")
         self.k = k
         self.weights = weights or CascadeWeights()

@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from atelier.tools.query_parser import SearchFilters
 
@@ -78,6 +78,8 @@ class SessionMemory(BaseModel):
     last_intent: str | None = None
     last_query: dict | None = None
     notes: list[str] = Field(default_factory=list)
+    _version: int = PrivateAttr(0)
+    """The stored version this memory was loaded at (``memory.store``'s optimistic concurrency check)."""
 
     def filters(self) -> SearchFilters:
         """The hard filters of the next search: constraints plus every id never to show again."""

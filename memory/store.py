@@ -1,51 +1,82 @@
-"""Sessions and turn logs in SQLite (``settings.db_path``), one row per turn, in the spirit of simonw/llm's
-``logs.db``: every message, parsed intent, tool call, result id and reply can be inspected and replayed.
+"""Sessions and turn logs in the shared sessions database (``memory.database``: SQLite or PostgreSQL), one
+row per turn, in the spirit of simonw/llm's ``logs.db``: every message, parsed intent, tool call, result id and
+reply can be inspected and replayed.
 
-A connection per operation (WAL mode) keeps it safe to share between the CLI, the API's worker threads
-and several processes appending to one conversation.
+Several threads, processes and hosts may write one session at once, so no write is a blind read-modify-write:
+``commit`` stores a memory only if nobody else wrote the session since it was loaded (a ``version`` column,
+optimistic concurrency control as in Kung & Robinson 1981) and logs the turn in the same transaction, numbered
+``seq`` = 1..N per session under a UNIQUE constraint. On a conflict the caller's ``rebase`` re-applies its change
+to the newer memory and the write is tried again, so no update is ever lost.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import random
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+from sqlalchemy import (Column, Float, Index, Integer, String, Table, Text, and_, func, insert, select, text,
+    update)
+from sqlalchemy.exc import IntegrityError
 
+from atelier.memory.database import METADATA, Database, retrying
 from atelier.memory.state import SessionMemory
 from atelier.tools.errors import NotFoundError
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    memory TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS turns (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    session_id TEXT NOT NULL REFERENCES sessions(id),
-    turn INTEGER NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'message',
-    created_at REAL NOT NULL,
-    message TEXT NOT NULL DEFAULT '',
-    image TEXT,
-    intent TEXT NOT NULL DEFAULT '{}',
-    tool_calls TEXT NOT NULL DEFAULT '[]',
-    result_ids TEXT NOT NULL DEFAULT '[]',
-    reply TEXT NOT NULL DEFAULT '',
-    memory TEXT NOT NULL DEFAULT '{}',
-    error TEXT,
-    latency_ms REAL
-);
-CREATE INDEX IF NOT EXISTS turns_session ON turns(session_id, id);
-"""
+SESSIONS = Table(
+    "sessions", METADATA,
+    Column("id", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("memory", Text, nullable=False),
+    Column("version", Integer, nullable=False, server_default=text("0")),
+)
+TURNS = Table(
+    "turns", METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(64), nullable=False, index=False),
+    Column("seq", Integer, nullable=False, server_default=text("0")),
+    Column("turn", Integer, nullable=False),
+    Column("kind", String(16), nullable=False, server_default=text("'message'")),
+    Column("created_at", Float, nullable=False),
+    Column("message", Text, nullable=False, server_default=text("''")),
+    Column("image", Text),
+    Column("intent", Text, nullable=False, server_default=text("'{}'")),
+    Column("tool_calls", Text, nullable=False, server_default=text("'[]'")),
+    Column("result_ids", Text, nullable=False, server_default=text("'[]'")),
+    Column("reply", Text, nullable=False, server_default=text("''")),
+    Column("memory", Text, nullable=False, server_default=text("'{}'")),
+    Column("error", Text),
+    Column("latency_ms", Float),
+)
+MESSAGE_OK = and_(TURNS.c.kind == "message", TURNS.c.error.is_(None))
+
+
+def _number_old_turns(conn) -> None:  # noqa: ANN001 - a migration step on a live connection
+    """Logs written before ``seq`` existed: number each session's rows 1..N in insertion order."""
+    older = TURNS.alias("older")
+    position = (select(func.count()).select_from(older)
+                .where(older.c.session_id == TURNS.c.session_id, older.c.id <= TURNS.c.id).scalar_subquery())
+    conn.execute(update(TURNS).where(TURNS.c.seq == 0).values(seq=position))
+
+
+TURNS.info["after_columns"] = _number_old_turns
+Index("turns_session_seq", TURNS.c.session_id, TURNS.c.seq, unique=True)
+Index("turns_session_turn", TURNS.c.session_id, TURNS.c.turn, unique=True,
+      sqlite_where=MESSAGE_OK, postgresql_where=MESSAGE_OK)
+TABLES = (SESSIONS, TURNS)
+RECORD_COLUMNS = ("session_id", "turn", "kind", "created_at", "message", "image", "intent", "tool_calls",
+                  "result_ids", "reply", "memory", "error", "latency_ms")
+JSON_COLUMNS = ("intent", "tool_calls", "result_ids", "memory")
+
+
+class VersionConflict(RuntimeError):
+    """Someone else wrote the session since this memory was loaded; reload, re-apply, retry."""
 
 
 class SessionNotFound(NotFoundError):
@@ -82,24 +113,12 @@ class TurnRecord(BaseModel):
 
 
 class SessionStore:
-    """Session memories and turn logs in one SQLite file."""
+    """Session memories and turn logs in the sessions database (a SQLite path or a PostgreSQL URL)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            yield db
-            db.commit()
-        finally:
-            db.close()
+    def __init__(self, db: str | Path) -> None:
+        self.db = Database(db)
+        self.path = Path(db) if not self.db.postgres and "://" not in str(db) else None
+        self.db.ensure(TABLES)
 
     @staticmethod
     def new_id() -> str:
@@ -108,59 +127,115 @@ class SessionStore:
     def create(self, session_id: str | None = None) -> SessionMemory:
         memory = SessionMemory(session_id=session_id or self.new_id())
         now = time.time()
-        with self._connect() as db:
-            db.execute("INSERT OR IGNORE INTO sessions (id, created_at, updated_at, memory) VALUES (?, ?, ?, ?)",
-                       (memory.session_id, now, now, memory.model_dump_json()))
+        try:
+            with self.db.engine.begin() as conn:
+                conn.execute(insert(SESSIONS).values(id=memory.session_id, created_at=now, updated_at=now,
+                                                     memory=memory.model_dump_json(), version=0))
+        except IntegrityError:
+            pass
         return self.load(memory.session_id)
 
     def exists(self, session_id: str) -> bool:
-        with self._connect() as db:
-            return db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
+        with self.db.engine.connect() as conn:
+            return conn.execute(select(SESSIONS.c.id).where(SESSIONS.c.id == session_id)).first() is not None
 
     def load(self, session_id: str) -> SessionMemory:
-        with self._connect() as db:
-            row = db.execute("SELECT memory FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        """The session's memory, remembering the version it was read at (``version_of``)."""
+        with self.db.engine.connect() as conn:
+            row = conn.execute(select(SESSIONS.c.memory, SESSIONS.c.version)
+                               .where(SESSIONS.c.id == session_id)).first()
         if row is None:
             raise SessionNotFound(session_id)
-        return SessionMemory.model_validate_json(row[0])
+        memory = SessionMemory.model_validate_json(row[0])
+        memory._version = row[1]
+        return memory
 
     def get_or_create(self, session_id: str | None) -> SessionMemory:
-        if session_id and self.exists(session_id):
-            return self.load(session_id)
+        if session_id:
+            try:
+                return self.load(session_id)
+            except SessionNotFound:
+                pass
         return self.create(session_id)
 
+    def commit(self, memory: SessionMemory, record: TurnRecord | None = None,
+               rebase: Callable[[SessionMemory], None] | None = None, attempts: int = 25) -> SessionMemory:
+        """Store ``memory`` and log ``record`` in one transaction, if the session is still at the version
+        ``memory`` was loaded at. Otherwise reload, let ``rebase`` re-apply the change to the newer memory
+        (it may also renumber ``record``) and try again; without ``rebase`` raise ``VersionConflict``.
+        Returns the memory as stored (its version advanced)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return retrying(lambda: self._commit_once(memory, record))
+            except VersionConflict:
+                if rebase is None or attempt == attempts:
+                    raise
+            time.sleep(random.uniform(0.001, 0.004) * attempt)
+            memory = self.load(memory.session_id)
+            rebase(memory)
+        raise AssertionError("unreachable")
+
+    def _commit_once(self, memory: SessionMemory, record: TurnRecord | None) -> SessionMemory:
+        version = memory._version
+        now = time.time()
+        with self.db.engine.begin() as conn:
+            changed = conn.execute(
+                update(SESSIONS).where(SESSIONS.c.id == memory.session_id, SESSIONS.c.version == version)
+                .values(memory=memory.model_dump_json(), updated_at=now, version=SESSIONS.c.version + 1))
+            if changed.rowcount != 1:
+                if not self._exists_in(conn, memory.session_id):
+                    raise SessionNotFound(memory.session_id)
+                raise VersionConflict(memory.session_id)
+            if record is not None:
+                record.memory = memory.model_dump(mode="json")
+                self._insert(conn, record)
+        memory._version = version + 1
+        return memory
+
     def save(self, memory: SessionMemory) -> None:
-        with self._connect() as db:
-            db.execute("UPDATE sessions SET memory = ?, updated_at = ? WHERE id = ?",
-                       (memory.model_dump_json(), time.time(), memory.session_id))
+        """Store ``memory`` (raises ``VersionConflict`` if the session changed since it was loaded)."""
+        self.commit(memory)
 
     def log(self, record: TurnRecord) -> None:
-        with self._connect() as db:
-            db.execute(
-                "INSERT INTO turns (session_id, turn, kind, created_at, message, image, intent, tool_calls, "
-                "result_ids, reply, memory, error, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.session_id, record.turn, record.kind, record.created_at, record.message, record.image,
-                 json.dumps(record.intent, default=str), json.dumps(record.tool_calls, default=str),
-                 json.dumps(record.result_ids), record.reply, json.dumps(record.memory, default=str),
-                 record.error, record.latency_ms))
+        """Append a record without changing the memory (its seq still taken under the session's row lock)."""
+        def once() -> None:
+            with self.db.engine.begin() as conn:
+                touched = conn.execute(update(SESSIONS).where(SESSIONS.c.id == record.session_id)
+                                       .values(updated_at=time.time()))
+                if touched.rowcount != 1:
+                    raise SessionNotFound(record.session_id)
+                self._insert(conn, record)
+
+        retrying(once)
+
+    @staticmethod
+    def _exists_in(conn, session_id: str) -> bool:  # noqa: ANN001
+        return conn.execute(select(SESSIONS.c.id).where(SESSIONS.c.id == session_id)).first() is not None
+
+    @staticmethod
+    def _insert(conn, record: TurnRecord) -> None:  # noqa: ANN001 - runs inside the caller's transaction
+        seq = conn.execute(select(func.coalesce(func.max(TURNS.c.seq), 0) + 1)
+                           .where(TURNS.c.session_id == record.session_id)).scalar_one()
+        values = record.model_dump(include=set(RECORD_COLUMNS))
+        for name in JSON_COLUMNS:
+            values[name] = json.dumps(values[name], default=str)
+        conn.execute(insert(TURNS).values(seq=seq, **values))
 
     def turns(self, session_id: str) -> list[TurnRecord]:
         """Every logged turn of a session, oldest first (raises ``SessionNotFound``)."""
-        if not self.exists(session_id):
-            raise SessionNotFound(session_id)
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT session_id, turn, kind, created_at, message, image, intent, tool_calls, result_ids, "
-                "reply, memory, error, latency_ms FROM turns WHERE session_id = ? ORDER BY id", (session_id,)
-            ).fetchall()
-        return [TurnRecord(session_id=r[0], turn=r[1], kind=r[2], created_at=r[3], message=r[4], image=r[5],
-                           intent=json.loads(r[6]), tool_calls=json.loads(r[7]), result_ids=json.loads(r[8]),
-                           reply=r[9], memory=json.loads(r[10]), error=r[11], latency_ms=r[12]) for r in rows]
+        with self.db.engine.connect() as conn:
+            if not self._exists_in(conn, session_id):
+                raise SessionNotFound(session_id)
+            rows = conn.execute(select(*(TURNS.c[name] for name in RECORD_COLUMNS))
+                                .where(TURNS.c.session_id == session_id).order_by(TURNS.c.seq)).mappings().all()
+        return [TurnRecord(**{k: json.loads(v) if k in JSON_COLUMNS else v for k, v in row.items()})
+                for row in rows]
 
     def sessions(self, limit: int = 50) -> list[dict[str, Any]]:
         """Recent sessions, newest first: id, times and number of turns."""
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT s.id, s.created_at, s.updated_at, COUNT(t.id) FROM sessions s LEFT JOIN turns t "
-                "ON t.session_id = s.id GROUP BY s.id ORDER BY s.updated_at DESC LIMIT ?", (limit,)).fetchall()
+        count = (select(func.count()).select_from(TURNS).where(TURNS.c.session_id == SESSIONS.c.id)
+                 .scalar_subquery())
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(select(SESSIONS.c.id, SESSIONS.c.created_at, SESSIONS.c.updated_at, count)
+                                .order_by(SESSIONS.c.updated_at.desc()).limit(limit)).all()
         return [{"id": r[0], "created_at": r[1], "updated_at": r[2], "turns": r[3]} for r in rows]

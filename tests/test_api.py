@@ -165,10 +165,10 @@ def test_empty_or_too_long_message_is_422(api):
     assert_error(api.post(url, headers=headers, json={"text": "x" * 5000}), 422, "invalid_request")
 
 
-def test_rate_limit_is_429(hm_settings, real_assistant):
+def test_rate_limit_is_429(hm_settings, real_assistant, tmp_path):
     from atelier.ui.api import create_app
 
-    limited = hm_settings.model_copy(update={"rate_limit_per_minute": 3})
+    limited = hm_settings.model_copy(update={"rate_limit_per_minute": 3, "db": str(tmp_path / "limits.db")})
     with TestClient(create_app(assistant=real_assistant, settings=limited)) as client:
         statuses = [client.post("/v1/sessions").status_code for _ in range(3)]
         assert statuses == [201, 201, 201]

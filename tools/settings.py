@@ -12,7 +12,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OFFLINE_DEFAULTS = {
@@ -50,7 +50,19 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(None, description="http://host:port of a Chroma server; overrides store.")
     collection_prefix: str = Field("atelier", description="Prefix of the Chroma collection names.")
     cache: Path | None = Field(None, description="Model and feature cache (default HOME/cache).")
-    db: Path | None = Field(None, description="SQLite file for sessions and turn logs (default HOME/atelier.db).")
+    db: str | None = Field(None, description="Sessions database (memories, turn logs, tokens, rate limits): a SQLite "
+                                         "file (default HOME/atelier.db) or a postgresql:// URL that every worker "
+                                         "and host shares.")
+    uploads: Path | None = Field(None, description="Folder of uploaded photos, shared by every worker "
+                                                   "(default HOME/uploads).")
+    upload_max_side: int = Field(1024, description="Uploaded photos are downscaled to this longest side before "
+                                                   "they are stored.")
+    upload_retention_days: float = Field(30.0, description="Stored uploads older than this are deleted.")
+    upload_retention_mb: float = Field(512.0, description="Stored uploads beyond this total are deleted, oldest "
+                                                          "first.")
+    turn_workers: int = Field(0, description="Turns run at once per process (0: one per CPU core).")
+    global_turn_lock: bool = Field(False, description="Serve one turn at a time per process (the pre-pool "
+                                                      "behaviour, kept as the load-test baseline).")
     encoder: str = Field("compact", description="Encoder name: 'compact' or 'open_clip:<model>[:<pretrained>]'.")
     llm: str = Field("none", description="LLM backend: none | local | openai.")
     llm_base_url: str = Field("http://127.0.0.1:11434/v1", description="OpenAI-compatible endpoint.")
@@ -73,9 +85,24 @@ class Settings(BaseSettings):
     def store_path(self) -> Path:
         return self.store if self.store is not None else self.home / "store"
 
+    @field_validator("db", mode="before")
+    @classmethod
+    def _db_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, Path) else value
+
+    @property
+    def db_url(self) -> str:
+        """The sessions database as given: a SQLite file path or a ``postgresql://`` URL."""
+        return self.db if self.db else str(self.home / "atelier.db")
+
     @property
     def db_path(self) -> Path:
-        return self.db if self.db is not None else self.home / "atelier.db"
+        """The SQLite file of the sessions database (meaningless when ``db`` is a PostgreSQL URL)."""
+        return Path(self.db_url)
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.uploads if self.uploads is not None else self.home / "uploads"
 
     @property
     def cache_dir(self) -> Path:

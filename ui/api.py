@@ -25,7 +25,7 @@ from atelier.tools.settings import Settings, apply_offline_defaults, get_setting
 from atelier.ui import backend
 from atelier.ui.backend import AssistantLike
 from atelier.ui.errors import APIError, install_error_handlers
-from atelier.ui.ratelimit import RateLimiter, retry_after
+from atelier.ui.ratelimit import SharedRateLimiter, retry_after
 from atelier.ui.sse import public_memory, public_payload, stream_events
 from atelier.ui.tokens import TokenStore
 from atelier.ui.uploads import MessageIn, read_message
@@ -119,8 +119,8 @@ class Services:
         self.settings = settings
         self.runtime = runtime or Runtime(settings)
         self._catalog = catalog
-        self.tokens = TokenStore(settings.db_path)
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.tokens = TokenStore(settings.db_url)
+        self.limiter = SharedRateLimiter(settings.db_url, settings.rate_limit_per_minute)
         self.turn_lock = threading.Lock()
         self._assistant = assistant
         self._build_lock = threading.Lock()

@@ -63,7 +63,7 @@ def sessions_db() -> "SessionStore":
     from atelier.memory.store import SessionStore
     from atelier.tools.settings import get_settings
 
-    return SessionStore(get_settings().db_path)
+    return SessionStore(get_settings().db_url)
 
 
 def give_feedback(assistant: AssistantLike, session_id: str, product_id: str, kind: str) -> SessionView:

@@ -1,7 +1,9 @@
-"""Bearer tokens for API sessions, kept as SHA-256 hashes in the Atelier SQLite file.
+"""Bearer tokens for API sessions, kept as SHA-256 hashes in the shared sessions database.
 
 A token is shown once, when its session is created; the database never holds it in the clear, so a
-copied database file cannot be used to read other shoppers' conversations.
+copied database cannot be used to read other shoppers' conversations. Living in the shared database
+(SQLite or PostgreSQL, ``memory.database``), a token issued by one worker or host opens its session on
+every other.
 """
 
 from __future__ import annotations
@@ -9,16 +11,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import time
-from contextlib import closing
 from pathlib import Path
 
-SCHEMA = """CREATE TABLE IF NOT EXISTS ui_session_tokens (
-    session_id TEXT PRIMARY KEY,
-    token_sha256 TEXT NOT NULL,
-    created_at REAL NOT NULL
-)"""
+from sqlalchemy import Column, Float, String, Table, select
+from sqlalchemy.exc import IntegrityError
+
+from atelier.memory.database import METADATA, Database, retrying
+
+TOKENS = Table(
+    "ui_session_tokens", METADATA,
+    Column("session_id", String(64), primary_key=True),
+    Column("token_sha256", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
 
 
 def hash_token(token: str) -> str:
@@ -26,23 +32,24 @@ def hash_token(token: str) -> str:
 
 
 class TokenStore:
-    """Which API session a token opens. One short-lived connection per call keeps it thread-safe."""
+    """Which API session a token opens (thread- and process-safe: one pooled connection per call)."""
 
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = Path(db_path)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db, db:
-            db.execute(SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.db_path, timeout=30)
+    def __init__(self, db: str | Path) -> None:
+        self.db = Database(db)
+        self.db.ensure([TOKENS])
 
     def issue(self, session_id: str) -> str:
         """A fresh token for ``session_id`` (replacing any earlier one)."""
         token = secrets.token_urlsafe(32)
-        with closing(self._connect()) as db, db:
-            db.execute("INSERT OR REPLACE INTO ui_session_tokens VALUES (?, ?, ?)",
-                       (session_id, hash_token(token), time.time()))
+        row = {"token_sha256": hash_token(token), "created_at": time.time()}
+
+        def write() -> None:
+            with self.db.engine.begin() as conn:
+                replaced = conn.execute(TOKENS.update().where(TOKENS.c.session_id == session_id).values(**row))
+                if replaced.rowcount == 0:
+                    conn.execute(TOKENS.insert().values(session_id=session_id, **row))
+
+        retrying(write, retry_on=(IntegrityError,))
         return token
 
     def exists(self, session_id: str) -> bool:
@@ -53,7 +60,5 @@ class TokenStore:
         return stored is not None and hmac.compare_digest(stored, hash_token(token))
 
     def _stored_hash(self, session_id: str) -> str | None:
-        with closing(self._connect()) as db:
-            row = db.execute("SELECT token_sha256 FROM ui_session_tokens WHERE session_id = ?",
-                             (session_id,)).fetchone()
-        return row[0] if row else None
+        with self.db.engine.connect() as conn:
+            return conn.execute(select(TOKENS.c.token_sha256).where(TOKENS.c.session_id == session_id)).scalar()
