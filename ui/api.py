@@ -214,7 +214,7 @@ def read_session(session_id: str = Depends(session_access), svc: Services = Depe
 async def post_message(request: Request, session_id: str = Depends(session_access),
                        svc: Services = Depends(services)) -> StreamingResponse:
     """Send text (JSON) or text and a photo (multipart); the answer streams as Server-Sent Events."""
-    message = await read_message(request, svc.settings.max_upload_bytes)
+    message = await read_message(request, svc.settings.max_upload_bytes, svc.settings.upload_max_side)
     assistant = svc.assistant
     stream = stream_events(lambda: assistant.turn(session_id, message.text, image=message.image),
                            session_id, svc.turn_lock)

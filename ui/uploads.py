@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
@@ -51,8 +52,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_message(request: Request, max_image_bytes: int) -> Message:
-    """The text and optional image of a message request, or an ``APIError`` saying what is wrong."""
+async def read_message(request: Request, max_image_bytes: int, max_side: int | None = None) -> Message:
+    """The text and optional image of a message request, or an ``APIError`` saying what is wrong.
+
+    A photo is decoded (downscaled to ``max_side``) in a worker thread: a large upload never stalls the
+    event loop that streams other shoppers' turns."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await read_body(request, max_image_bytes + MULTIPART_OVERHEAD)
     if content_type == "application/json":
@@ -62,12 +66,12 @@ async def read_message(request: Request, max_image_bytes: int) -> Message:
             raise APIError(422, "invalid_request", "; ".join(e["msg"] for e in exc.errors())) from exc
         return checked(Message(message.text.strip()))
     if content_type == "multipart/form-data":
-        return checked(await read_multipart(request, body, max_image_bytes))
+        return checked(await read_multipart(request, body, max_image_bytes, max_side))
     raise APIError(415, "unsupported_media_type",
                    "send the message as application/json or multipart/form-data (fields text and image)")
 
 
-async def read_multipart(request: Request, body: bytes, max_image_bytes: int) -> Message:
+async def read_multipart(request: Request, body: bytes, max_image_bytes: int, max_side: int | None) -> Message:
     async def replay() -> dict:
         return {"type": "http.request", "body": body, "more_body": False}
 
@@ -80,13 +84,13 @@ async def read_multipart(request: Request, body: bytes, max_image_bytes: int) ->
         if not isinstance(text, str):
             raise APIError(422, "invalid_request", "the text field must be text, not a file")
         upload = form.get("image")
-        image = await read_image(upload, max_image_bytes) if isinstance(upload, UploadFile) else None
+        image = await read_image(upload, max_image_bytes, max_side) if isinstance(upload, UploadFile) else None
         return Message(text.strip(), image)
     finally:
         await form.close()
 
 
-async def read_image(upload: UploadFile, max_image_bytes: int) -> Image.Image | None:
+async def read_image(upload: UploadFile, max_image_bytes: int, max_side: int | None = None) -> Image.Image | None:
     data = await upload.read()
     if not data and not upload.filename:
         return None
@@ -97,7 +101,7 @@ async def read_image(upload: UploadFile, max_image_bytes: int) -> Image.Image | 
     if len(data) > max_image_bytes:
         raise too_large(max_image_bytes)
     try:
-        return load_image(data, max_bytes=max_image_bytes)
+        return await run_in_threadpool(load_image, data, max_bytes=max_image_bytes, max_side=max_side)
     except ImageError as exc:
         status, code = (413, "payload_too_large") if "too large" in str(exc) else (415, "unsupported_media_type")
         raise APIError(status, code, exc.public_message) from exc
