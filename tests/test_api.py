@@ -284,5 +284,5 @@ def test_a_crash_mid_turn_ends_with_error_then_done(hm_settings, fake_products):
         session_id, headers = start(client)
         events = say(client, session_id, headers, json={"text": "black dress"})
     names = [name for name, _ in events]
-    assert names == ["products", "error", "done"]
-    assert "boom" not in events[1][1]["message"] and "Traceback" not in events[1][1]["message"]
+    assert names == ["status", "products", "error", "done"]
+    assert "boom" not in events[2][1]["message"] and "Traceback" not in events[2][1]["message"]

@@ -1,7 +1,8 @@
 """The Atelier HTTP API: sessions with bearer tokens, messages answered as Server-Sent Events,
 feedback, forgetting memory items, catalog products and photos, and the embeddable widget.
 
-``create_app()`` builds the app for the active settings; ``atelier serve`` runs it with uvicorn.
+``create_app()`` builds the app for the active settings; ``atelier serve`` runs it with uvicorn, as an app
+factory so that ``--workers N`` starts N processes, each building its own app from the environment.
 Every failure is JSON ``{"error": {"code", "message"}}`` (see ``ui.errors``).
 """
 
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +26,7 @@ from atelier.tools.schema import Product
 from atelier.tools.settings import Settings, apply_offline_defaults, get_settings
 from atelier.ui import backend
 from atelier.ui.backend import AssistantLike
+from atelier.ui.concurrency import TurnScheduler
 from atelier.ui.errors import APIError, install_error_handlers
 from atelier.ui.ratelimit import SharedRateLimiter, retry_after
 from atelier.ui.sse import public_memory, public_payload, stream_events
@@ -121,7 +124,7 @@ class Services:
         self._catalog = catalog
         self.tokens = TokenStore(settings.db_url)
         self.limiter = SharedRateLimiter(settings.db_url, settings.rate_limit_per_minute)
-        self.turn_lock = threading.Lock()
+        self.scheduler = TurnScheduler.from_settings(settings)
         self._assistant = assistant
         self._build_lock = threading.Lock()
 
@@ -217,36 +220,41 @@ async def post_message(request: Request, session_id: str = Depends(session_acces
     message = await read_message(request, svc.settings.max_upload_bytes, svc.settings.upload_max_side)
     assistant = svc.assistant
     stream = stream_events(lambda: assistant.turn(session_id, message.text, image=message.image),
-                           session_id, svc.turn_lock)
+                           session_id, svc.scheduler)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @api.post("/sessions/{session_id}/feedback", response_model=FeedbackOut, tags=["sessions"])
-def post_feedback(body: FeedbackIn, session_id: str = Depends(session_access),
-                  svc: Services = Depends(services)) -> FeedbackOut:
+async def post_feedback(body: FeedbackIn, session_id: str = Depends(session_access),
+                        svc: Services = Depends(services)) -> FeedbackOut:
     """Like / dislike a product, or ask for more like it; the answer holds the updated memory."""
-    svc.product(body.product_id)
-    with svc.turn_lock:
+    def work() -> FeedbackOut:
+        svc.product(body.product_id)
         produced = svc.assistant.feedback(session_id, body.product_id, body.kind)
         events = [public_payload(e) for e in produced] if _is_event_stream(produced) else []
         view = backend.session_view(svc.assistant, session_id)
-    return FeedbackOut(memory=public_memory(view.memory), events=events)
+        return FeedbackOut(memory=public_memory(view.memory), events=events)
+
+    return await svc.scheduler.run(session_id, work)
 
 
 @api.delete("/sessions/{session_id}/memory/{kind}", response_model=MemoryOut, tags=["sessions"])
-def forget_memory(kind: MemoryKind,
-                  facet: str | None = Query(None, max_length=64, description="must / avoid: the facet (colour)"),
-                  value: str | None = Query(None, max_length=256,
-                                            description="the value, preference, detail text or anchor id to "
-                                                        "remove; for a price bound, optional (must match)"),
-                  session_id: str = Depends(session_access), svc: Services = Depends(services)) -> MemoryOut:
+async def forget_memory(kind: MemoryKind,
+                        facet: str | None = Query(None, max_length=64,
+                                                  description="must / avoid: the facet (colour)"),
+                        value: str | None = Query(None, max_length=256,
+                                                  description="the value, preference, detail text or anchor id "
+                                                              "to remove; for a price bound, optional (must match)"),
+                        session_id: str = Depends(session_access),
+                        svc: Services = Depends(services)) -> MemoryOut:
     """Forget one remembered item (the × on a memory chip): a `must` / `avoid` value of a `facet` (no `value`:
     the whole facet), `price_min` / `price_max`, a `preference`, a `detail` text or a reference `anchor` (by id).
     The next message searches without it; everything else stays. 404 `not_in_memory` if it is not remembered."""
-    with svc.turn_lock:
-        memory = svc.assistant.forget(session_id, kind, facet, value)
-    return MemoryOut(memory=public_memory(memory))
+    def work() -> MemoryOut:
+        return MemoryOut(memory=public_memory(svc.assistant.forget(session_id, kind, facet, value)))
+
+    return await svc.scheduler.run(session_id, work)
 
 
 def _is_event_stream(value: object) -> bool:
@@ -277,8 +285,16 @@ def create_app(assistant: AssistantLike | None = None, settings: Settings | None
     """
     apply_offline_defaults()
     settings = settings or get_settings()
-    app = FastAPI(title="Atelier API", version="1", summary="A conversational fashion shopping assistant.")
-    app.state.services = Services(settings, assistant, catalog, runtime)
+    svc = Services(settings, assistant, catalog, runtime)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        svc.scheduler.shutdown()
+
+    app = FastAPI(title="Atelier API", version="1", summary="A conversational fashion shopping assistant.",
+                  lifespan=lifespan)
+    app.state.services = svc
     install_error_handlers(app)
 
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

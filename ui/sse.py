@@ -1,8 +1,8 @@
 """Agent events as Server-Sent Events: ``event: <type>`` and ``data: <json>``, one per event.
 
-The turn runs in one worker thread from start to end (the agent may hold thread-bound resources such
-as SQLite connections) and hands events to the response through a queue. A client that disconnects
-stops the turn at its next event; a crash mid-turn still ends the stream with ``error`` then ``done``.
+The turn runs in one pool thread from start to end (``ui.concurrency``: sessions in parallel, one turn at a
+time per session) and hands events to the response through a queue. A client that disconnects stops the turn
+at its next event; a crash mid-turn still ends the stream with ``error`` then ``done``.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import nullcontext
 from typing import Any
 
 from pydantic import BaseModel
 
-from atelier.assistant.events import DoneEvent, error_event, event_payload
+from atelier.assistant.events import DoneEvent, StatusEvent, error_event, event_payload
+from atelier.ui.concurrency import TurnScheduler
 
 log = logging.getLogger("atelier.api")
 _END = object()
+WORKING = "Looking through the catalog…"
 
 
 def format_sse(event: str, data: dict[str, Any]) -> str:
@@ -46,11 +47,19 @@ def public_memory(memory: dict[str, Any]) -> dict[str, Any]:
 
 
 async def stream_events(produce: Callable[[], Iterable[BaseModel]], session_id: str,
-                        lock: threading.Lock | None = None) -> AsyncIterator[str]:
-    """SSE text for every event ``produce()`` yields, guaranteeing the stream ends with ``done``."""
+                        scheduler: TurnScheduler) -> AsyncIterator[str]:
+    """SSE text for every event ``produce()`` yields, guaranteeing the stream ends with ``done``.
+
+    A ``status`` event goes out at once, before the turn waits for its session's lock or a pool thread, so
+    the shopper sees the assistant at work whatever the load (the turn's own leading status is then not
+    repeated). In the baseline mode (``global_turn_lock``) nothing is sent before the lock, as it used to be.
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue()
     stop = threading.Event()
+    announced = not scheduler.global_lock
+    if announced:
+        yield format_sse("status", public_payload(StatusEvent(message=WORKING)))
 
     def emit(item: object) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, item)
@@ -58,12 +67,13 @@ async def stream_events(produce: Callable[[], Iterable[BaseModel]], session_id: 
     def work() -> None:
         saw_done = False
         try:
-            with lock or nullcontext():
-                for event in produce():
-                    if stop.is_set():
-                        break
-                    saw_done = saw_done or getattr(event, "type", "") == "done"
-                    emit(event)
+            for index, event in enumerate(produce()):
+                if stop.is_set():
+                    break
+                if index == 0 and announced and getattr(event, "type", "") == "status":
+                    continue
+                saw_done = saw_done or getattr(event, "type", "") == "done"
+                emit(event)
         except Exception as exc:  # noqa: BLE001 - the stream must still end with error, done
             log.exception("assistant turn failed")
             emit(error_event(exc))
@@ -72,12 +82,11 @@ async def stream_events(produce: Callable[[], Iterable[BaseModel]], session_id: 
                 emit(DoneEvent(session_id=session_id))
             emit(_END)
 
-    worker = threading.Thread(target=work, name=f"turn-{session_id[:8]}", daemon=True)
-    worker.start()
+    await scheduler.acquire(session_id)
+    scheduler.start(session_id, work)
     try:
         while (item := await queue.get()) is not _END:
             assert isinstance(item, BaseModel)
             yield format_sse(item.type, public_payload(item))  # type: ignore[attr-defined]
     finally:
         stop.set()
-

@@ -1,0 +1,119 @@
+"""Which turns run at once inside one API process.
+
+Turns of different sessions run concurrently in a pool of threads sized to the cores (the models are shared:
+torch, ONNX Runtime and Chroma release the GIL in their kernels); turns of one session run one after the
+other, in arrival order, behind that session's lock; feedback and forgetting take only their session's lock.
+Each pool thread bounds torch's intra-op threads so that concurrent turns share the cores instead of
+oversubscribing them (N turns x N threads on N cores thrash). Across processes and hosts the session store's
+version check keeps concurrent writes of one session from losing updates (``memory.store``).
+
+``global_lock=True`` restores the old behaviour, one turn at a time per process, taken before anything is
+sent: the baseline of ``benchmarks/bench_load.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from atelier.tools.settings import Settings
+
+T = TypeVar("T")
+
+
+def pool_size(settings: Settings) -> int:
+    return settings.turn_workers or os.cpu_count() or 1
+
+
+def threads_per_turn(settings: Settings) -> int:
+    """Cores shared out among the turns that may run at once (at least one thread each)."""
+    return max(1, (os.cpu_count() or 1) // pool_size(settings))
+
+
+def bound_threads(threads: int) -> None:
+    """Limit this thread's torch intra-op threads (OpenMP's setting is per thread, so each worker sets it)."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
+
+
+@dataclass
+class _SessionLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+class TurnScheduler:
+    """A thread pool for assistant work plus one lock per session (held from the event loop, not a thread)."""
+
+    def __init__(self, workers: int, threads: int = 1, global_lock: bool = False) -> None:
+        self.workers = workers
+        self.global_lock = global_lock
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="turn",
+                                       initializer=bound_threads, initargs=(threads,))
+        self._serial = threading.Lock()
+        self._sessions: dict[str, _SessionLock] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "TurnScheduler":
+        return cls(pool_size(settings), threads_per_turn(settings), settings.global_turn_lock)
+
+    async def acquire(self, session_id: str) -> None:
+        """Wait for the session's turn (the event loop keeps serving everyone else meanwhile)."""
+        entry = self._sessions.setdefault(session_id, _SessionLock())
+        entry.users += 1
+        try:
+            await entry.lock.acquire()
+        except BaseException:
+            self._forget(session_id, entry)
+            raise
+
+    def release(self, session_id: str) -> None:
+        """Let the session's next turn in (call from the event loop thread)."""
+        entry = self._sessions.get(session_id)
+        if entry is not None:
+            entry.lock.release()
+            self._forget(session_id, entry)
+
+    def _forget(self, session_id: str, entry: _SessionLock) -> None:
+        entry.users -= 1
+        if entry.users == 0:
+            self._sessions.pop(session_id, None)
+
+    def submit(self, work: Callable[[], T]) -> Future[T]:
+        """Run ``work`` on the pool (behind the process-wide lock in baseline mode)."""
+        return self.pool.submit(self._serialised(work) if self.global_lock else work)
+
+    def start(self, session_id: str, work: Callable[[], T]) -> Future[T]:
+        """Submit ``work`` for a session whose lock is held; the lock passes on when the work has ended (even
+        if the request that started it is gone), so a session's turns never overlap."""
+        try:
+            future = self.submit(work)
+        except BaseException:
+            self.release(session_id)
+            raise
+        loop = asyncio.get_running_loop()
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self.release, session_id))
+        return future
+
+    async def run(self, session_id: str, work: Callable[[], T]) -> T:
+        """``work`` on the pool, holding only ``session_id``'s lock (feedback, forgetting)."""
+        await self.acquire(session_id)
+        return await asyncio.wrap_future(self.start(session_id, work))
+
+    def _serialised(self, work: Callable[[], T]) -> Callable[[], T]:
+        def locked() -> T:
+            with self._serial:
+                return work()
+
+        return locked
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
