@@ -142,15 +142,27 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     store: StoreOption = None,
+    workers: int = typer.Option(1, min=1, help="Processes to serve with (each loads the models; all share "
+                                               "ATELIER_DB, the store and the uploads folder)."),
+    global_lock: bool = typer.Option(False, "--global-lock",
+                                     help="One turn at a time per process (the old behaviour; a baseline)."),
 ) -> None:
-    """Run the HTTP API (SSE chat, products, /widget.js and the /demo page) with uvicorn."""
+    """Run the HTTP API (SSE chat, products, /widget.js and the /demo page) with uvicorn.
+
+    uvicorn gets the app factory, not an app, so each of ``--workers`` builds its own from the environment:
+    command-line choices are passed on as ATELIER_* variables."""
+    import os
+
     import uvicorn
 
-    from atelier.ui.api import create_app
-
+    if store is not None:
+        os.environ["ATELIER_STORE"] = str(store)
+    if global_lock:
+        os.environ["ATELIER_GLOBAL_TURN_LOCK"] = "1"
     apply_store(store)
-    typer.echo(f"Atelier API on http://{host}:{port}  (docs /docs, widget demo /demo)")
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    typer.echo(f"Atelier API on http://{host}:{port} with {workers} worker(s)  (docs /docs, widget demo /demo)")
+    uvicorn.run("atelier.ui.api:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info")
 
 
 @app.command("ui")

@@ -1,0 +1,295 @@
+"""Many shoppers at once against ``atelier serve`` on 127.0.0.1: throughput, latency, errors, lost turns.
+
+Three servers in one run, on the same store and the same sessions database: one worker with the old global
+turn lock (the baseline), one worker without it (turn pool + per-session locks), and two worker processes.
+Against each, N shoppers (1, 5, 10, 20) each hold a session and talk for a bounded time: a search, a
+refinement, "cheaper", a photo turn, a click (like) and "show me more", over and over. Measured per turn: the
+first SSE event (what the shopper waits for before anything moves) and the whole turn; per level: turns/s,
+errors, and, read back from the server, lost or duplicated turns. Then 20 clients without keep-alive send
+5 messages each to one session, so both workers write it at once: its turns must come back numbered 1..100.
+
+    python -m benchmarks load [--shoppers 1,5,10,20] [--seconds 15] [--store DIR] [--db URL]
+
+Prints a table and writes benchmarks/results/load.png (latency vs shoppers). Timings depend on what else
+the machine is doing: compare configurations within one run, as ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from benchmarks.common import percentile, print_table
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+MESSAGES = ["a black dress", "in red instead", "cheaper", None, "like", "show me more"]
+PHOTO_TEXT = "something like this"
+CONFIGS = [("1 worker, global lock", 1, True), ("1 worker", 1, False), ("2 workers", 2, False)]
+
+
+@dataclass
+class Turn:
+    first_s: float
+    total_s: float
+    ok: bool
+    number: int = 0
+    product_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Session:
+    session_id: str
+    headers: dict[str, str]
+    turns: list[Turn] = field(default_factory=list)
+    likes: int = 0
+
+
+async def open_session(client: httpx.AsyncClient) -> Session:
+    response = await client.post("/v1/sessions")
+    response.raise_for_status()
+    body = response.json()
+    return Session(body["session_id"], {"Authorization": f"Bearer {body['token']}"})
+
+
+async def send(client: httpx.AsyncClient, session: Session, text: str, photo: bytes | None = None) -> Turn:
+    """One message; the time to the first SSE event and to the end of the stream."""
+    url = f"/v1/sessions/{session.session_id}/messages"
+    kwargs = ({"data": {"text": text}, "files": {"image": ("photo.jpg", photo, "image/jpeg")}} if photo
+              else {"json": {"text": text}})
+    started = time.perf_counter()
+    first, ok, number, products, event = None, True, 0, [], ""
+    try:
+        async with client.stream("POST", url, headers=session.headers, **kwargs) as response:
+            ok = response.status_code == 200
+            async for line in response.aiter_lines():
+                first = first or time.perf_counter() - started
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    data = json.loads(line[6:])
+                    ok = ok and event != "error"
+                    if event == "products" and not products:
+                        products = [r["id"] for r in data.get("results", [])]
+                    elif event == "done":
+                        number = data.get("turn") or 0
+    except httpx.HTTPError:
+        ok = False
+    total = time.perf_counter() - started
+    return Turn(first or total, total, ok, number, products)
+
+
+async def click(client: httpx.AsyncClient, session: Session, product_id: str) -> Turn:
+    started = time.perf_counter()
+    try:
+        response = await client.post(f"/v1/sessions/{session.session_id}/feedback", headers=session.headers,
+                                     json={"product_id": product_id, "kind": "like"})
+        ok = response.status_code == 200
+    except httpx.HTTPError:
+        ok = False
+    elapsed = time.perf_counter() - started
+    session.likes += ok
+    return Turn(elapsed, elapsed, ok)
+
+
+async def shopper(client: httpx.AsyncClient, deadline: float, photo: bytes, max_turns: int) -> Session:
+    session = await open_session(client)
+    shown: list[str] = []
+    step = 0
+    while time.perf_counter() < deadline and len(session.turns) < max_turns:
+        message = MESSAGES[step % len(MESSAGES)]
+        step += 1
+        if message == "like":
+            if shown:
+                session.turns.append(await click(client, session, shown[0]))
+            continue
+        turn = await send(client, session, message or PHOTO_TEXT, photo if message is None else None)
+        shown = turn.product_ids or shown
+        session.turns.append(turn)
+    return session
+
+
+async def lost_and_duplicated(client: httpx.AsyncClient, sessions: list[Session]) -> tuple[int, int]:
+    """Message turns the shoppers saw answered but the server has not logged (lost), or logged twice."""
+    lost = duplicated = 0
+    for session in sessions:
+        answered = sum(1 for t in session.turns if t.ok and t.number)
+        view = (await client.get(f"/v1/sessions/{session.session_id}", headers=session.headers)).json()
+        numbers = [h["turn"] for h in view["history"] if h["kind"] == "message" and not h["failed"]]
+        likes = sum(1 for h in view["history"] if h["kind"] == "feedback")
+        duplicated += len(numbers) - len(set(numbers))
+        lost += max(0, answered - len(set(numbers))) + max(0, session.likes - likes)
+        lost += max(0, len(set(numbers)) - view["memory"].get("turn", 0))
+    return lost, duplicated
+
+
+async def level(base: str, shoppers: int, seconds: float, photo: bytes, max_turns: int) -> dict:
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        started = time.perf_counter()
+        deadline = started + seconds
+        sessions = await asyncio.gather(*(shopper(client, deadline, photo, max_turns) for _ in range(shoppers)))
+        elapsed = time.perf_counter() - started
+        lost, duplicated = await lost_and_duplicated(client, list(sessions))
+    turns = [t for s in sessions for t in s.turns]
+    firsts, totals = [t.first_s for t in turns], [t.total_s for t in turns]
+    return {"shoppers": shoppers, "turns": len(turns), "turns_per_s": len(turns) / elapsed,
+            "first_p50": percentile(firsts, 50), "first_p95": percentile(firsts, 95),
+            "turn_p50": percentile(totals, 50), "turn_p95": percentile(totals, 95),
+            "errors": sum(not t.ok for t in turns), "lost": lost, "duplicated": duplicated}
+
+
+async def one_session_from_everywhere(base: str, clients: int = 20, each: int = 5) -> dict:
+    """``clients`` connections without keep-alive (so both workers get some) write one session at once."""
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=base, timeout=300, limits=limits) as client:
+        session = await open_session(client)
+
+        async def talk(i: int) -> list[Turn]:
+            return [await send(client, session, f"a {'red black blue green white'.split()[(i + j) % 5]} dress")
+                    for j in range(each)]
+
+        turns = [t for batch in await asyncio.gather(*(talk(i) for i in range(clients))) for t in batch]
+        view = (await client.get(f"/v1/sessions/{session.session_id}", headers=session.headers)).json()
+    numbers = sorted(h["turn"] for h in view["history"] if h["kind"] == "message" and not h["failed"])
+    return {"sent": clients * each, "answered": sum(t.ok for t in turns), "logged": len(numbers),
+            "distinct": len(set(numbers)), "memory_turn": view["memory"].get("turn"),
+            "numbered_1_to_n": numbers == list(range(1, len(numbers) + 1))}
+
+
+class Server:
+    """``atelier serve`` in a child process on a free loopback port (stopped by its own pid)."""
+
+    def __init__(self, env: dict[str, str], workers: int, global_lock: bool) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        command = [str(Path(sys.executable).parent / "atelier"), "serve", "--port", str(self.port),
+                   "--workers", str(workers)] + (["--global-lock"] if global_lock else [])
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="bench-load-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+
+    def wait(self, timeout: float = 180) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {Path(self.log.name).read_text()[-2000:]}")
+            try:
+                if httpx.get(self.base + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError("server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def warm_up(base: str, photo: bytes, workers: int) -> None:
+    """Every worker loads its models before the clock starts (several connections reach every process)."""
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=base, timeout=300, limits=limits) as client:
+        for _ in range(2):
+            await asyncio.gather(*(shopper(client, time.perf_counter() + 1, photo, 4) for _ in range(4 * workers)))
+
+
+def choose_store(store: Path | None) -> Path:
+    """The biggest store at hand: ``--store``, ATELIER_STORE, the full H&M benchmark store, the test sample."""
+    from atelier.tools.settings import get_settings
+
+    atelier = REPO / ".atelier"
+    candidates = [store, get_settings().store_path, atelier / "bench" / "store-compact",
+                  *sorted((atelier / "test-stores").glob("hm-sample-*"))]
+    found = [p for p in candidates if p is not None and (Path(p) / "chroma.sqlite3").exists()]
+    if not found:
+        raise SystemExit("no store found: ingest one (`atelier ingest ...`) or pass --store DIR")
+    return max(found, key=lambda p: (Path(p) / "chroma.sqlite3").stat().st_size) if store is None else found[0]
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for i, (name, _, _) in enumerate(CONFIGS):
+        mine = [r for r in rows if r["config"] == name]
+        x = [r["shoppers"] for r in mine]
+        left.plot(x, [r["turn_p95"] for r in mine], marker="o", color=f"C{i}", label=f"{name} p95")
+        left.plot(x, [r["turn_p50"] for r in mine], marker=".", linestyle="--", color=f"C{i}", label=f"{name} p50")
+        right.plot(x, [r["first_p95"] * 1000 for r in mine], marker="o", color=f"C{i}", label=name)
+    left.set(xlabel="shoppers", ylabel="whole turn (s)", title="Turn latency")
+    right.set(xlabel="shoppers", ylabel="first event p95 (ms)", title="Time to first event", yscale="log")
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shoppers", default="1,5,10,20")
+    parser.add_argument("--seconds", type=float, default=15.0, help="per level (bounded)")
+    parser.add_argument("--max-turns", type=int, default=60, help="per shopper and level (bounded)")
+    parser.add_argument("--store", type=Path, default=None)
+    parser.add_argument("--db", default=None, help="sessions DB for all servers (default: a fresh SQLite file)")
+    parser.add_argument("--plot", type=Path, default=RESULTS / "load.png")
+    args = parser.parse_args(argv or [])
+    levels = [int(n) for n in args.shoppers.split(",")]
+    store = choose_store(args.store)
+    home = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    db = args.db or str(home / "sessions.db")
+    photo = next((REPO.parent / "shared" / "datasets" / "hm" / "images").glob("*/*.jpg")).read_bytes()
+    env = dict(os.environ, ATELIER_STORE=str(store), ATELIER_DB=db, ATELIER_HOME=str(home), ATELIER_LLM="none",
+               ATELIER_RATE_LIMIT_PER_MINUTE="0", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    print(f"store {store}; sessions DB {db.split('@')[-1]}; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    rows, shared = [], None
+    for name, workers, global_lock in CONFIGS:
+        server = Server(env, workers, global_lock)
+        try:
+            server.wait()
+            asyncio.run(warm_up(server.base, photo, workers))
+            for n in levels:
+                row = asyncio.run(level(server.base, n, args.seconds, photo, args.max_turns))
+                rows.append({"config": name, **row})
+                print(f"  {name}, {n} shoppers: {row['turns_per_s']:.1f} turns/s", flush=True)
+            if workers > 1:
+                shared = asyncio.run(one_session_from_everywhere(server.base))
+        finally:
+            server.stop()
+    header = ["config", "shoppers", "turns", "turns/s", "first p50 s", "first p95 s", "turn p50 s", "turn p95 s",
+              "errors", "lost", "dup"]
+    print_table("Load (" + store.name + ")", header, [[r[k] for k in ("config", "shoppers", "turns", "turns_per_s",
+                "first_p50", "first_p95", "turn_p50", "turn_p95", "errors", "lost", "duplicated")] for r in rows])
+    for n in levels:
+        by = {r["config"]: r["turns_per_s"] for r in rows if r["shoppers"] == n}
+        print(f"{n} shoppers: throughput vs global lock: 1 worker {by['1 worker'] / by[CONFIGS[0][0]]:.2f}x, "
+              f"2 workers {by['2 workers'] / by[CONFIGS[0][0]]:.2f}x")
+    if shared:
+        print(f"one session, 20 clients x 5 messages over 2 workers: {shared}")
+    plot(rows, args.plot)
+    print(f"plot: {args.plot}; machine load now {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
