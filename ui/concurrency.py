@@ -58,6 +58,8 @@ class TurnScheduler:
         self.global_lock = global_lock
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="turn",
                                        initializer=bound_threads, initargs=(threads,))
+        self.quick = ThreadPoolExecutor(max_workers=max(4, workers), thread_name_prefix="quick",
+                                        initializer=bound_threads, initargs=(threads,))
         self._serial = threading.Lock()
         self._sessions: dict[str, _SessionLock] = {}
 
@@ -87,15 +89,15 @@ class TurnScheduler:
         if entry.users == 0:
             self._sessions.pop(session_id, None)
 
-    def submit(self, work: Callable[[], T]) -> Future[T]:
-        """Run ``work`` on the pool (behind the process-wide lock in baseline mode)."""
-        return self.pool.submit(self._serialised(work) if self.global_lock else work)
+    def submit(self, work: Callable[[], T], pool: ThreadPoolExecutor | None = None) -> Future[T]:
+        """Run ``work`` on the turn pool, or ``pool`` (behind the process-wide lock in baseline mode)."""
+        return (pool or self.pool).submit(self._serialised(work) if self.global_lock else work)
 
-    def start(self, session_id: str, work: Callable[[], T]) -> Future[T]:
+    def start(self, session_id: str, work: Callable[[], T], pool: ThreadPoolExecutor | None = None) -> Future[T]:
         """Submit ``work`` for a session whose lock is held; the lock passes on when the work has ended (even
         if the request that started it is gone), so a session's turns never overlap."""
         try:
-            future = self.submit(work)
+            future = self.submit(work, pool)
         except BaseException:
             self.release(session_id)
             raise
@@ -104,9 +106,10 @@ class TurnScheduler:
         return future
 
     async def run(self, session_id: str, work: Callable[[], T]) -> T:
-        """``work`` on the pool, holding only ``session_id``'s lock (feedback, forgetting)."""
+        """A short operation on one session (a click, forgetting a chip): only that session's lock, and its own
+        small pool, so it never queues behind other shoppers' turns."""
         await self.acquire(session_id)
-        return await asyncio.wrap_future(self.start(session_id, work))
+        return await asyncio.wrap_future(self.start(session_id, work, self.quick))
 
     def _serialised(self, work: Callable[[], T]) -> Callable[[], T]:
         def locked() -> T:
@@ -117,3 +120,4 @@ class TurnScheduler:
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.quick.shutdown(wait=False, cancel_futures=True)
