@@ -4,15 +4,15 @@ stream of typed events.
 A turn is: parse the message (``assistant.parser``) → write it into the session memory (``memory.update``)
 → route it, by a tool-calling model (``assistant.routing``) or the intent's handler (``assistant.handlers``),
 which calls tools (``assistant.agent_tools``, each call streamed as a ``ToolCallEvent``) → show products
-(``assistant.present``) → word the reply (``assistant.wording``) → persist the memory and log the turn to
-SQLite. The engines all of this uses come from one ``Runtime``.
+(``assistant.present``) → word the reply (``assistant.wording``) → persist the memory and log the turn in
+one versioned write (``memory.store``). The engines all of this uses come from one ``Runtime``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ class Assistant:
         started = time.perf_counter()
         yield StatusEvent(message="Looking through the catalog…")
         memory = self.sessions.get_or_create(session_id)
-        before = memory.model_copy(deep=True)
+        turn_before = memory.turn
         record = TurnRecord(session_id=memory.session_id, turn=memory.turn + 1, message=message or "")
         try:
             picture, image_key, image_ref = self.uploads.accept(image)
@@ -112,6 +112,7 @@ class Assistant:
             intent = self.parser.parse(message or "", self._parse_context(memory, picture))
             record.intent = intent.model_dump(mode="json", exclude_defaults=True)
             update = apply_turn(memory, intent, image_key=image_key, image_path=self.uploads.path(image_key))
+            focus = memory.focus
             ctx = self.context(memory, picture)
             turn = Turn(memory, intent, update, ctx, message or "", self.k)
             model = self.runtime.tool_model if intent.intent in MODEL_ROUTED else None
@@ -135,12 +136,25 @@ class Assistant:
             else:
                 log.info("turn failed: %s: %s", type(exc).__name__, exc)
             record.error = f"{type(exc).__name__}: {exc}"
-            self._finish(before, record, started)
+            record.latency_ms = round((time.perf_counter() - started) * 1000, 1)
+            self.sessions.log(record)
             yield error
-            yield DoneEvent(session_id=before.session_id, reply="", turn=before.turn)
+            yield DoneEvent(session_id=memory.session_id, reply="", turn=turn_before)
             return
         record.reply = reply
-        self._finish(memory, record, started)
+
+        def replay(fresh: SessionMemory) -> None:
+            """This turn's memory changes, again, on a memory another worker wrote meanwhile."""
+            apply_turn(fresh, intent, image_key=image_key, image_path=self.uploads.path(image_key))
+            if memory.focus != focus:
+                fresh.focus = memory.focus
+            if turn.remember_results:
+                record_shown(fresh, turn.results)
+            if ctx.composed is not None:
+                fresh.last_query = memory.last_query
+            record.turn = fresh.turn
+
+        memory = self._finish(memory, record, started, replay)
         yield MemoryEvent(memory=memory.model_dump(mode="json"))
         yield DoneEvent(session_id=memory.session_id, reply=reply, turn=memory.turn)
 
@@ -163,6 +177,7 @@ class Assistant:
                             intent={"feedback": kind, "product_id": product_id, "rank": _rank(memory, product_id)})
         apply_feedback(memory, product_id, kind)
         events: list[Event] = []
+        shown: list | None = None
         reply = render("feedback", kind if kind != "more_like_this" else "like", title=title)
         if kind == "more_like_this":
             ctx = self.context(memory)
@@ -170,7 +185,7 @@ class Assistant:
             args = composed.args(self.k)
             args["exclude_ids"] = list(dict.fromkeys(args.get("exclude_ids", []) + [product_id]))
             events.extend(ctx.call("search_products", args))
-            results = ctx.results
+            results = shown = ctx.results
             events.append(ProductsEvent(results=results, title=f"More like {title}"))
             record_shown(memory, results)
             memory.last_query = {"text": composed.text, "cascade": composed.components}
@@ -180,7 +195,15 @@ class Assistant:
             record.result_ids = [r.id for r in results]
         events.append(TextDeltaEvent(text=reply))
         record.reply = reply
-        self._finish(memory, record, started)
+
+        def replay(fresh: SessionMemory) -> None:
+            apply_feedback(fresh, product_id, kind)
+            if shown is not None:
+                record_shown(fresh, shown)
+                fresh.last_query = memory.last_query
+            record.turn = fresh.turn
+
+        memory = self._finish(memory, record, started, replay)
         events.append(MemoryEvent(memory=memory.model_dump(mode="json")))
         events.append(DoneEvent(session_id=session_id, reply=reply, turn=memory.turn))
         return events
@@ -203,7 +226,7 @@ class Assistant:
         what = forget_item(memory, kind, facet, value)
         record = TurnRecord(session_id=session_id, turn=memory.turn, kind="forget", message=f"forget {what}",
                             intent={"forget": kind, "facet": facet, "value": value})
-        self._finish(memory, record, started)
+        memory = self._finish(memory, record, started, lambda fresh: forget_item(fresh, kind, facet, value))
         return memory.model_dump(mode="json")
 
     def focus(self, session_id: str, product_id: str) -> dict[str, Any]:
@@ -215,15 +238,16 @@ class Assistant:
         memory.focus = product_id
         record = TurnRecord(session_id=session_id, turn=memory.turn, kind="focus", message=f"focus {product_id}",
                             intent={"focus": product_id, "product_id": product_id, "rank": _rank(memory, product_id)})
-        self._finish(memory, record, started)
+        memory = self._finish(memory, record, started, lambda fresh: setattr(fresh, "focus", product_id))
         return memory.model_dump(mode="json")
 
     # ---- internals ----------------------------------------------------------------------------------
-    def _finish(self, memory: SessionMemory, record: TurnRecord, started: float) -> None:
+    def _finish(self, memory: SessionMemory, record: TurnRecord, started: float,
+                replay: Callable[[SessionMemory], object]) -> SessionMemory:
+        """Store the memory and log the turn in one write. If another worker wrote the session since it was
+        loaded, ``replay`` makes this turn's changes again on that newer memory (``SessionStore.commit``)."""
         record.latency_ms = round((time.perf_counter() - started) * 1000, 1)
-        record.memory = memory.model_dump(mode="json")
-        self.sessions.save(memory)
-        self.sessions.log(record)
+        return self.sessions.commit(memory, record, rebase=replay)
 
     def _title(self, product_id: str) -> str | None:
         product = self.engine.store.get_product(product_id)
