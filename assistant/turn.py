@@ -31,6 +31,7 @@ from atelier.assistant.uploads import Uploads
 from atelier.assistant.wording import reply_events
 from atelier.memory import (FEEDBACK_KINDS, CascadeWeights, SessionMemory, SessionNotFound, SessionStore, TurnRecord,
     apply_feedback, apply_turn, forget_item, record_shown)
+from atelier.memory.photos import PhotoStore
 from atelier.tools.errors import AtelierError, InputError
 from atelier.tools.search import ProductSearch
 from atelier.tools.settings import Settings
@@ -58,7 +59,7 @@ class Assistant:
         self.runtime = runtime or Runtime(settings, search=engine, parser=parser, llm=llm, tool_model=tool_model)
         self.settings = self.runtime.settings
         self.sessions = sessions or SessionStore(self.settings.db_url)
-        self.uploads = Uploads(self.settings.home / "uploads")
+        self.uploads = Uploads(PhotoStore.from_settings(self.settings))
         self.k = k
         self.weights = weights or CascadeWeights()
         self._image_vectors: dict[str, Any] = {}

@@ -1,48 +1,39 @@
-"""Shopper photos kept on disk by content hash, so a later turn ("is it cotton?") can look at the photo a
-memory anchor points to, and a replayed or exported session names the same file."""
+"""Shopper photos kept by content hash in the shared uploads folder (``memory.photos``: downscaled, with a
+retention limit), so a later turn ("is it cotton?") on any worker or host can look at the photo a memory
+anchor points to, and a replayed or exported session names the same file."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from atelier.memory import SessionMemory
+from atelier.memory.photos import PhotoStore
 from atelier.tools.images import load_image
 
 
 class Uploads:
-    """The uploads folder (``<home>/uploads``): one PNG per distinct photo, named by its hash."""
+    """The uploads folder (``ATELIER_UPLOADS``, default ``<home>/uploads``): one downscaled JPEG per distinct
+    photo, named by its hash."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, photos: PhotoStore) -> None:
+        self.photos = photos
 
     def path(self, key: str | None) -> str | None:
-        return str(self.folder / f"{key}.png") if key else None
+        return str(self.photos.path(key)) if key else None
 
     def accept(self, image: Image.Image | str | Path | bytes | None
                ) -> tuple[Image.Image | None, str | None, str | None]:
-        """Load and keep an uploaded photo: (image, key, reference for the log). Raises ``ImageError``."""
+        """Load and keep an uploaded photo: (the stored, downscaled image, key, reference for the log).
+        Raises ``ImageError``."""
         if image is None:
             return None, None, None
-        reference = None
-        if isinstance(image, Image.Image):
-            picture = image.convert("RGB")
-        else:
-            if isinstance(image, (str, Path)):
-                reference = str(image)
-            picture = load_image(image)
-        buffer = io.BytesIO()
-        picture.save(buffer, format="PNG")
-        key = hashlib.sha256(buffer.getvalue()).hexdigest()[:16]
-        path = self.folder / f"{key}.png"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(buffer.getvalue())
-        return picture, key, reference or str(path)
+        reference = str(image) if isinstance(image, (str, Path)) else None
+        picture = image if isinstance(image, Image.Image) else load_image(image, max_side=self.photos.max_side)
+        stored = self.photos.put(picture)
+        return stored.image, stored.key, reference or str(stored.path)
 
 
 def last_photo(memory: SessionMemory) -> Image.Image | None:
