@@ -8,6 +8,7 @@ Every failure is JSON ``{"error": {"code", "message"}}`` (see ``ui.errors``).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -141,6 +142,15 @@ class Services:
             if self._catalog is None:
                 self._catalog = self.runtime.search.store.get_product
             return self._catalog
+
+    def warm(self) -> None:
+        """Build the assistant and every engine a turn may need before the first shopper arrives, so that
+        no turn pays for model loading or waits on the runtime's build lock meanwhile."""
+        runtime = self.runtime
+        self.assistant
+        runtime.search.search("warm-up", k=1)
+        for engine in ("parser", "extractor", "composed", "completer"):
+            getattr(runtime, engine)
 
     def product(self, product_id: str) -> Product:
         if not PRODUCT_ID.match(product_id):
@@ -276,12 +286,18 @@ def product_image(product_id: str, request: Request) -> FileResponse:
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"})
 
 
+def serve_app() -> FastAPI:
+    """The app ``atelier serve`` runs (an app factory, called once per worker process): the active settings,
+    every engine built before the worker accepts its first request."""
+    return create_app(warm=True)
+
+
 def create_app(assistant: AssistantLike | None = None, settings: Settings | None = None,
-               catalog: Catalog | None = None, runtime: Runtime | None = None) -> FastAPI:
+               catalog: Catalog | None = None, runtime: Runtime | None = None, warm: bool = False) -> FastAPI:
     """The API for ``settings`` (default: the active ones).
 
     ``assistant`` defaults to the real agent and ``catalog`` (product id → product) to the product store, both
-    over ``runtime`` (default: one built for ``settings``).
+    over ``runtime`` (default: one built for ``settings``). ``warm`` builds them all at startup.
     """
     apply_offline_defaults()
     settings = settings or get_settings()
@@ -289,6 +305,8 @@ def create_app(assistant: AssistantLike | None = None, settings: Settings | None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if warm:
+            await asyncio.to_thread(svc.warm)
         yield
         svc.scheduler.shutdown()
 

@@ -161,7 +161,7 @@ def serve(
         os.environ["ATELIER_GLOBAL_TURN_LOCK"] = "1"
     apply_store(store)
     typer.echo(f"Atelier API on http://{host}:{port} with {workers} worker(s)  (docs /docs, widget demo /demo)")
-    uvicorn.run("atelier.ui.api:create_app", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("atelier.ui.api:serve_app", factory=True, host=host, port=port, workers=workers,
                 log_level="info")
 
 

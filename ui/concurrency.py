@@ -31,8 +31,10 @@ def pool_size(settings: Settings) -> int:
 
 
 def threads_per_turn(settings: Settings) -> int:
-    """Cores shared out among the turns that may run at once (at least one thread each)."""
-    return max(1, (os.cpu_count() or 1) // pool_size(settings))
+    """Cores shared out among the turns that may run at once (at least one thread each); all of them when
+    one turn runs at a time (the global-lock baseline)."""
+    cores = os.cpu_count() or 1
+    return cores if settings.global_turn_lock else max(1, cores // pool_size(settings))
 
 
 def bound_threads(threads: int) -> None:
