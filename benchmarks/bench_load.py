@@ -242,6 +242,8 @@ def plot(rows: list[dict], path: Path) -> None:
         left.plot(x, [r["turn_p95"] for r in mine], marker="o", color=f"C{i}", label=f"{name} p95")
         left.plot(x, [r["turn_p50"] for r in mine], marker=".", linestyle="--", color=f"C{i}", label=f"{name} p50")
         right.plot(x, [r["first_p95"] * 1000 for r in mine], marker="o", color=f"C{i}", label=name)
+    for axis in (left, right):
+        axis.set_xticks(sorted({r["shoppers"] for r in rows}))
     left.set(xlabel="shoppers", ylabel="whole turn (s)", title="Turn latency")
     right.set(xlabel="shoppers", ylabel="first event p95 (ms)", title="Time to first event", yscale="log")
     left.legend(fontsize=7)

@@ -9,6 +9,6 @@ from atelier.memory.update import (FEEDBACK_KINDS, FORGET_KINDS, ForgetError, No
 
 __all__ = [
     "FEEDBACK_KINDS", "FORGET_KINDS", "Anchor", "CascadeWeights", "ComposedQuery", "Constraints", "Detail", "ForgetError",
-    "NotRemembered", "SessionMemory", "SessionNotFound", "SessionStore", "ShownItem", "TurnRecord", "TurnUpdate", "VersionConflict",
-    "apply_feedback", "apply_turn", "compose_query", "describe_constraints", "forget_item", "record_shown", "rerank",
+    "NotRemembered", "SessionMemory", "SessionNotFound", "SessionStore", "ShownItem", "TurnRecord", "TurnUpdate",
+    "VersionConflict", "apply_feedback", "apply_turn", "compose_query", "describe_constraints", "forget_item", "record_shown", "rerank",
 ]
