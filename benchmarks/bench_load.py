@@ -218,15 +218,24 @@ async def warm_up(base: str, photo: bytes, workers: int) -> None:
 
 
 def choose_store(store: Path | None) -> Path:
-    """``--store``, else ``ATELIER_STORE`` if set, else the H&M test sample store the tests build. Never a
-    store picked up by size: one still being ingested by someone else fails reads at random."""
+    """``--store``, else ``ATELIER_STORE`` if set, else the H&M test sample store the tests build for this
+    checkout's encoder (waiting while a test run is still ingesting it). Never a store picked up by size:
+    one still being ingested by someone else fails reads at random."""
     if store is None and os.environ.get("ATELIER_STORE"):
         store = Path(os.environ["ATELIER_STORE"])
-    candidates = [store] if store else sorted((REPO / ".atelier" / "test-stores").glob("hm-sample-*"))
-    found = [Path(p) for p in candidates if (Path(p) / "chroma.sqlite3").exists()]
-    if not found:
-        raise SystemExit("no store found: pass --store DIR, or run tests/test_api.py once to build the sample")
-    return found[-1]
+    if store is None:
+        from filelock import FileLock
+
+        sys.path.insert(0, str(REPO / "tests"))
+        from conftest import encoder_version
+
+        store = REPO / ".atelier" / "test-stores" / f"hm-sample-{encoder_version()}"
+        with FileLock(str(store) + ".lock", timeout=900):
+            pass
+    if not (store / "chroma.sqlite3").exists():
+        raise SystemExit(f"no store at {store}: pass --store DIR, or run tests/test_api.py once to build the "
+                         "H&M sample")
+    return store
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -117,7 +117,6 @@ class SessionStore:
 
     def __init__(self, db: str | Path) -> None:
         self.db = Database(db)
-        self.path = Path(db) if not self.db.postgres and "://" not in str(db) else None
         self.db.ensure(TABLES)
 
     @staticmethod

@@ -58,7 +58,7 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = N
 def settings_env(settings) -> dict[str, str]:
     """The ATELIER_* variables that make a child process use ``settings``."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ATELIER_HOME=str(settings.home),
-               ATELIER_STORE=str(settings.store_path), ATELIER_DB=str(settings.db_path),
+               ATELIER_STORE=str(settings.store_path), ATELIER_DB=settings.db_url,
                ATELIER_ENCODER=settings.encoder, ATELIER_DATASETS=str(settings.datasets), ATELIER_LLM=settings.llm)
     return env
 
