@@ -9,6 +9,7 @@ Every failure is JSON ``{"error": {"code", "message"}}`` (see ``ui.errors``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -34,6 +35,7 @@ from atelier.ui.sse import public_memory, public_payload, stream_events
 from atelier.ui.tokens import TokenStore
 from atelier.ui.uploads import MessageIn, read_message
 
+log = logging.getLogger("atelier.api")
 STATIC = Path(__file__).resolve().parent / "static"
 PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 IMAGE_SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
@@ -149,8 +151,12 @@ class Services:
         runtime = self.runtime
         self.assistant
         runtime.search.search("warm-up", k=1)
-        for engine in ("parser", "extractor", "composed", "completer"):
-            getattr(runtime, engine)
+        runtime.parser
+        for engine in ("extractor", "composed", "completer"):
+            try:
+                getattr(runtime, engine)
+            except Exception as exc:  # noqa: BLE001 - a photo-only engine failing must not stop text turns
+                log.warning("could not build the %s at startup (%s); turns that need it will say so", engine, exc)
 
     def product(self, product_id: str) -> Product:
         if not PRODUCT_ID.match(product_id):
