@@ -1,5 +1,6 @@
-"""Two ``atelier serve`` processes on one sessions database (SQLite, then a real PostgreSQL), 20 clients sending
-to one session through both: every turn answered and logged once, numbered 1..N, none lost from memory."""
+"""Two ``atelier serve`` processes on one sessions database, 20 clients sending to one session through both:
+every turn answered and logged once, numbered 1..N, none lost from memory. On SQLite the servers share the
+sample store folder; on a real PostgreSQL they share a Chroma server too, as two hosts would."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import HM, MODEL_CACHE
 from db_fixtures import db_url, postgres_server  # noqa: F401
 from ui_fixtures import free_port, settings_env, wait_http
 
@@ -56,9 +58,26 @@ async def one_session_through_both(urls: list[str]) -> tuple[str, dict, list[int
     return session_id, view, answered
 
 
-def test_two_servers_one_session_lose_no_turn(db_url, hm_store_settings, tmp_path):
+def chroma_server_env(request: pytest.FixtureRequest, tmp_path: Path, hm_sample: frozenset[str]) -> dict:
+    """150 sample articles ingested into the Chroma server; the variables that point a server at them."""
+    from atelier.tools.catalogs import CatalogOptions
+    from atelier.tools.ingest import ingest
+    from atelier.tools.settings import override_settings
+
+    url = request.getfixturevalue("chroma_server_url")
+    prefix = f"scale{tmp_path.name[-6:].replace('-', '')}"
+    settings = override_settings(chroma_url=url, home=tmp_path, encoder="compact", cache=MODEL_CACHE,
+                                 collection_prefix=prefix)
+    ingest(HM, "hm", options=CatalogOptions(only_ids=frozenset(sorted(hm_sample)[:150])), settings=settings,
+           progress=False)
+    return {"ATELIER_CHROMA_URL": url, "ATELIER_COLLECTION_PREFIX": prefix, "ATELIER_CACHE": str(MODEL_CACHE)}
+
+
+def test_two_servers_one_session_lose_no_turn(db_url, hm_store_settings, hm_sample, tmp_path, request):
     env = settings_env(hm_store_settings) | {"ATELIER_DB": db_url, "ATELIER_HOME": str(tmp_path),
                                              "ATELIER_RATE_LIMIT_PER_MINUTE": "0", "ATELIER_LLM": "none"}
+    if db_url.startswith("postgresql"):
+        env |= chroma_server_env(request, tmp_path, hm_sample)
     servers = [serve(env, tmp_path / f"server-{i}.log") for i in range(2)]
     try:
         for proc, url in servers:
