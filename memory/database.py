@@ -2,8 +2,9 @@
 
 Everything several workers or hosts must agree on lives here (session memories, turn logs, API tokens,
 rate-limit counters), written through SQLAlchemy Core so one schema serves both engines. Tables of every
-layer register on ``METADATA``; ``Database.ensure`` creates what is missing and adds missing columns and
-indexes (migrations in code, idempotent, safe when several processes start at once). One engine per URL
+layer register on ``METADATA``; ``Database.ensure`` creates what is missing and adds missing columns (then runs
+the table's ``info["after_columns"]`` step to fill them) and indexes (migrations in code, idempotent, safe when
+several processes start at once). One engine per URL
 per process: its connection pool is shared by every store and thread.
 """
 
@@ -116,11 +117,11 @@ class Database:
             inspector = inspect(conn)
             for table in tables:
                 present = {c["name"] for c in inspector.get_columns(table.name)}
-                for column in table.columns:
-                    if column.name not in present:
-                        self._add_column(conn, table, column)
+                added = [column for column in table.columns if column.name not in present]
+                for column in added:
+                    self._add_column(conn, table, column)
                 migrate = table.info.get("after_columns")
-                if migrate is not None:
+                if added and migrate is not None:
                     migrate(conn)
                 indexes = {i["name"] for i in inspect(conn).get_indexes(table.name)}
                 for index in table.indexes:

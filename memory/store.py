@@ -39,7 +39,7 @@ SESSIONS = Table(
 TURNS = Table(
     "turns", METADATA,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("session_id", String(64), nullable=False, index=False),
+    Column("session_id", String(64), nullable=False),
     Column("seq", Integer, nullable=False, server_default=text("0")),
     Column("turn", Integer, nullable=False),
     Column("kind", String(16), nullable=False, server_default=text("'message'")),
