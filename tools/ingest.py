@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -60,6 +63,38 @@ def _batches(rows: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
+@dataclass
+class _Batch:
+    """One batch read, checked against the store and with its photos decoded, ready to encode."""
+
+    size: int
+    rejected: list[Reject]
+    hashes: dict[str, str]
+    products: list[Product]
+    images: list
+    unchanged: int
+
+
+def _prepare(rows: list, store: ProductStore, fingerprint: str) -> _Batch:
+    """The reading side of a batch, run on a thread one batch ahead of encoding (ONNX Runtime and Chroma release
+    the GIL, so photo decoding and the store's hash check overlap with the models)."""
+    products = [row for row in rows if not isinstance(row, Reject)]
+    rejected = [row for row in rows if isinstance(row, Reject)]
+    hashes = {p.id: content_hash(p, fingerprint) for p in products}
+    stored = store.content_hashes([p.id for p in products])
+    todo = [p for p in products if stored.get(p.id) != hashes[p.id]]
+    batch = _Batch(len(rows), rejected, hashes, [], [], len(products) - len(todo))
+    for product in todo:
+        try:
+            image = load_image(product.image_path, max_bytes=50_000_000) if product.image_path else None
+        except ImageError as exc:
+            batch.rejected.append(Reject(0, product.id, f"unreadable image: {exc}"))
+            continue
+        batch.products.append(product)
+        batch.images.append(image)
+    return batch
+
+
 def ingest(path: str | Path, fmt: str, *, limit: int | None = None, batch_size: int = 64,
            options: CatalogOptions | None = None, settings: Settings | None = None,
            encoder: Encoder | None = None, store: ProductStore | None = None,
@@ -89,34 +124,33 @@ def ingest(path: str | Path, fmt: str, *, limit: int | None = None, batch_size: 
             report.reject_reasons[kind] = report.reject_reasons.get(kind, 0) + 1
             rejects.write(json.dumps({"row": item.row, "id": item.id, "reason": item.reason}) + "\n")
 
-        for batch in _batches(iter(rows), batch_size):
-            report.seen += len(batch)
-            products = []
-            for row in batch:
-                if isinstance(row, Reject):
-                    reject(row)
-                else:
-                    products.append(row)
-            hashes = {p.id: content_hash(p, fingerprint) for p in products}
-            stored = store.content_hashes([p.id for p in products])
-            todo = [p for p in products if stored.get(p.id) != hashes[p.id]]
-            report.skipped_unchanged += len(products) - len(todo)
-            images, ready = [], []
-            for product in todo:
-                try:
-                    images.append(load_image(product.image_path, max_bytes=50_000_000) if product.image_path
-                                  else None)
-                    ready.append(product)
-                except ImageError as exc:
-                    reject(Reject(0, product.id, f"unreadable image: {exc}"))
-            if ready:
-                ready, text_vectors, image_vectors = _embed(encoder, ready, images, predict_missing)
-                store.upsert(ready, [hashes[p.id] for p in ready], text_vectors, image_vectors)
-                report.added += len(ready)
-                report.predicted += sum(bool(p.attributes.get("predicted")) for p in ready)
-            bar.update(len(batch))
-            if on_batch:
-                on_batch(report.seen)
+        batches = _batches(iter(rows), batch_size)
+        with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
+            ahead = deque(reader.submit(_prepare, b, store, fingerprint) for b in islice(batches, 2))
+            writing: Future | None = None
+            while ahead:
+                batch = ahead.popleft().result()
+                if (following := next(batches, None)) is not None:
+                    ahead.append(reader.submit(_prepare, following, store, fingerprint))
+                report.seen += batch.size
+                report.skipped_unchanged += batch.unchanged
+                for item in batch.rejected:
+                    reject(item)
+                if batch.products:
+                    ready, text_vectors, image_vectors = _embed(encoder, batch.products, batch.images, predict_missing)
+                    if writing is not None:
+                        writing.result()
+                    writing = writer.submit(store.upsert, ready, [batch.hashes[p.id] for p in ready], text_vectors,
+                                            image_vectors)
+                    report.added += len(ready)
+                    report.predicted += sum(bool(p.attributes.get("predicted")) for p in ready)
+                if on_batch and writing is not None:
+                    writing.result()
+                bar.update(batch.size)
+                if on_batch:
+                    on_batch(report.seen)
+            if writing is not None:
+                writing.result()
     report.seconds = round(time.perf_counter() - started, 2)
     report.items_per_second = round(report.seen / report.seconds, 1) if report.seconds else 0.0
     report.store_count = store.count()

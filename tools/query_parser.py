@@ -74,7 +74,7 @@ class SearchFilters(BaseModel):
     def matches(self, meta: dict[str, Any]) -> bool:
         """Whether a product's metadata satisfies these filters (the same logic as ``to_where``)."""
         for facet, values in self.must.items():
-            if meta.get(facet) not in _expand(facet, values):
+            if meta.get(facet) not in allowed_values(facet, values):
                 return False
         for facet, values in self.avoid.items():
             if meta.get(facet) in values:
@@ -90,7 +90,7 @@ class SearchFilters(BaseModel):
         """The Chroma ``where`` clause (exclude_ids are applied after the query)."""
         clauses: list[dict[str, Any]] = []
         for facet, values in sorted(self.must.items()):
-            clauses.append({facet: {"$in": _expand(facet, values)}})
+            clauses.append({facet: {"$in": allowed_values(facet, values)}})
         for facet, values in sorted(self.avoid.items()):
             clauses.append({facet: {"$nin": list(values)}})
         if self.price_min is not None:
@@ -102,7 +102,7 @@ class SearchFilters(BaseModel):
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-def _expand(facet: str, values: list[str]) -> list[str]:
+def allowed_values(facet: str, values: list[str]) -> list[str]:
     """Unisex items serve either gender."""
     if facet == "gender" and any(v in ("women", "men") for v in values):
         return list(dict.fromkeys([*values, "unisex"]))

@@ -1,6 +1,11 @@
 """The product store: two Chroma collections (product-text vectors and product-image vectors) that
 share ids and filterable metadata.
 
+The product itself (its JSON and search document) is stored once, in the text collection; the image collection
+carries only what filters need. Every write moves the store's ``revision`` (in the text collection's metadata):
+first to ``writing:<uuid>``, then to a fresh id, so in-process indexes built from the store (``tools.table``,
+``tools.lexical``) know when they are stale without counting rows.
+
 Embedded (``PersistentClient`` at ``ATELIER_STORE``) by default, client/server when ``ATELIER_CHROMA_URL``
 is set. The encoder that built a store is recorded in its collection metadata, so a query with another
 encoder fails with a clear message instead of returning nonsense.
@@ -9,6 +14,7 @@ encoder fails with a clear message instead of returning nonsense.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -21,6 +27,7 @@ from atelier.tools.settings import Settings, get_settings
 
 FILTER_FIELDS = ("category", "group", "colour", "pattern", "gender", "source")
 MAX_BATCH = 5000
+WRITING = "writing:"
 
 
 class StoreError(UnavailableError):
@@ -44,6 +51,11 @@ def product_metadata(product: Product, content_hash: str) -> dict[str, Any]:
     if product.price is not None:
         meta["price"] = float(product.price)
     return meta
+
+
+def filter_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """The part of ``product_metadata`` the image collection keeps: what ``where`` clauses and resumes read."""
+    return {k: v for k, v in meta.items() if k not in ("product", "title")}
 
 
 def product_from_metadata(meta: dict[str, Any]) -> Product:
@@ -92,8 +104,25 @@ class ProductStore:
         ids = [p.id for p in products]
         metas = [product_metadata(p, h) for p, h in zip(products, hashes)]
         docs = [p.search_text() for p in products]
-        self.image.upsert(ids=ids, embeddings=image_vectors.tolist(), metadatas=metas, documents=docs)
-        self.text.upsert(ids=ids, embeddings=text_vectors.tolist(), metadatas=metas, documents=docs)
+        self._mark(WRITING + uuid.uuid4().hex)
+        self.image.upsert(ids=ids, embeddings=np.asarray(image_vectors, np.float32),
+                          metadatas=[filter_metadata(m) for m in metas])
+        self.text.upsert(ids=ids, embeddings=np.asarray(text_vectors, np.float32), metadatas=metas, documents=docs)
+        self._mark(uuid.uuid4().hex)
+
+    def revision(self) -> str:
+        """Changes on every write (``writing:...`` while one is under way or was interrupted); a store written
+        before revisions existed gets one stamped now."""
+        meta = self.client.get_collection(self.text.name).metadata or {}
+        if "revision" not in meta:
+            self._mark(uuid.uuid4().hex)
+            return self.revision()
+        return str(meta["revision"])
+
+    def _mark(self, revision: str) -> None:
+        meta = dict(self.client.get_collection(self.text.name).metadata or {})
+        meta["revision"] = revision
+        self.text.modify(metadata=meta)
 
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         """Hashes of the ids present in *both* collections (an item half-written by a crash counts as absent)."""
@@ -128,14 +157,25 @@ class ProductStore:
     def query(self, vector: np.ndarray, kind: str = "text", where: dict[str, Any] | None = None,
               k: int = 50) -> list[Hit]:
         """Nearest products to ``vector`` in the text or image collection, honouring ``where``."""
-        collection = self.image if kind == "image" else self.text
-        total = collection.count()
-        if total == 0:
+        ids, sims = self.nearest(vector, kind, k, where)
+        if not ids:
             return []
-        rows = collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32).tolist()],
-                                n_results=min(k, total), where=where or None, include=["metadatas", "distances"])
-        return [Hit(i, 1.0 - float(d), m) for i, d, m in
-                zip(rows["ids"][0], rows["distances"][0], rows["metadatas"][0])]
+        rows = self.text.get(ids=ids, include=["metadatas"])
+        metas = dict(zip(rows["ids"], rows["metadatas"]))
+        return [Hit(i, s, metas[i]) for i, s in zip(ids, sims) if i in metas]
+
+    def nearest(self, vector: np.ndarray, kind: str = "text", k: int = 50, where: dict[str, Any] | None = None
+                ) -> tuple[list[str], list[float]]:
+        """Ids and cosine similarities of the ``k`` nearest products (fewer when the store or filter has fewer)."""
+        collection = self.image if kind == "image" else self.text
+        try:
+            rows = collection.query(query_embeddings=np.asarray(vector, dtype=np.float32)[None, :], n_results=k,
+                                    where=where or None, include=["distances"])
+        except Exception as exc:  # noqa: BLE001  (chromadb raises plain errors for an empty collection)
+            if collection.count() == 0:
+                return [], []
+            raise StoreError(f"the vector query failed: {exc}") from exc
+        return list(rows["ids"][0]), [1.0 - float(d) for d in rows["distances"][0]]
 
     def iter_metadata(self, batch: int = MAX_BATCH) -> Iterable[tuple[str, dict[str, Any], str]]:
         """(id, metadata, document) for every product, in pages."""
@@ -148,8 +188,10 @@ class ProductStore:
             offset += len(rows["ids"])
 
     def delete(self, ids: Sequence[str]) -> None:
+        self._mark(WRITING + uuid.uuid4().hex)
         for collection in (self.text, self.image):
             collection.delete(ids=list(ids))
+        self._mark(uuid.uuid4().hex)
 
 
 def make_client(settings: Settings) -> Any:

