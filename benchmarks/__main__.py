@@ -9,22 +9,27 @@ import time
 import traceback
 from pathlib import Path
 
+from benchmarks.common import CURRENT
+from benchmarks.report import write_report
+
 
 def main(argv: list[str]) -> int:
     names = sorted(p.stem.removeprefix("bench_") for p in Path(__file__).parent.glob("bench_*.py"))
-    chosen = [a for a in argv if not a.startswith("-")] or names
+    chosen = [a for a in argv if a in names] or names
+    flags = [a for a in argv if a not in names]
     failed = []
     for name in chosen:
         print(f"\n# benchmark: {name}", flush=True)
+        CURRENT.update(benchmark=name, run=time.strftime("%Y-%m-%dT%H:%M:%S"))
         started = time.perf_counter()
         try:
             entry = importlib.import_module(f"benchmarks.bench_{name}").main
-            flags = [a for a in argv if a.startswith("-")]
             entry(flags) if inspect.signature(entry).parameters else entry()
         except Exception:  # one broken benchmark must not hide the others' figures
             traceback.print_exc()
             failed.append(name)
         print(f"# {name}: {time.perf_counter() - started:.0f}s", flush=True)
+    print(f"\nreport: {write_report()}")
     if failed:
         print(f"\nfailed benchmarks: {', '.join(failed)}")
     return 1 if failed else 0

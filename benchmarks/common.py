@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,6 +14,9 @@ from atelier.tools.settings import Settings, apply_offline_defaults, get_setting
 apply_offline_defaults()
 
 BENCH_HOME = Path(__file__).resolve().parent.parent / ".atelier" / "bench"
+RESULTS = Path(__file__).resolve().parent / "results"
+CURRENT = {"benchmark": "adhoc"}
+"""The benchmark being run (set by ``python -m benchmarks``): its tables are recorded under its name."""
 
 
 def datasets() -> Path:
@@ -53,8 +58,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def machine_load() -> str:
+    """What the figures were measured under: the 1-minute load average against the cores."""
+    return f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+
+
 def print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
-    """A plain fixed-width table (benchmarks print, they do not assert)."""
+    """A plain fixed-width table (benchmarks print, they do not assert), also recorded for ``report.md``."""
+    record_table(title, header, rows)
     cells = [header] + [[f"{c:.3f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     print(f"\n## {title}")
@@ -62,3 +73,24 @@ def print_table(title: str, header: list[str], rows: list[list[object]]) -> None
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
         if n == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def record_table(title: str, header: list[str], rows: list[list[object]]) -> None:
+    """Keep the table as this benchmark's latest result (``benchmarks/results/<name>.json``)."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{CURRENT['benchmark']}.json"
+    tables = json.loads(path.read_text()) if path.exists() else {}
+    if tables.get("_run") != CURRENT.get("run"):
+        tables = {"_run": CURRENT.get("run")}
+    tables[title] = {"header": header, "rows": [[c if isinstance(c, (int, float, str)) or c is None else str(c)
+                                                   for c in row] for row in rows],
+                     "measured": time.strftime("%Y-%m-%d %H:%M"), "load": machine_load()}
+    path.write_text(json.dumps(tables, indent=1))
+
+
+def record_plot(name: str, figure) -> Path:
+    """Save a matplotlib figure as ``benchmarks/results/<name>.png`` (linked from ``report.md``)."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.png"
+    figure.savefig(path, dpi=110)
+    return path

@@ -8,7 +8,8 @@ distances) and stays the system of record:
 - columns: category, group, colour, pattern, gender, source as integer codes, and the price, so a filter is a
   vectorised boolean mask and a candidate's metadata is a few array reads;
 - vectors: the text and image embeddings as float16, memory-mapped, so a *selective* filter is answered by an
-  exact dot product over the rows it allows (exact, hence recall 1.0, and a few milliseconds).
+  exact dot product over the rows it allows (exact, hence recall 1.0, and a few milliseconds);
+- products: every product's JSON in one memory-mapped blob, so the results need no read from Chroma.
 
 It is persisted next to the store (``<store>/atelier-index/<prefix>/<revision>/``) and keyed by the store's
 ``revision`` (``ProductStore.revision``: moved by every write), never by a row count: a process opening an
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import threading
@@ -32,6 +34,7 @@ import numpy as np
 
 from atelier.tools.lexical import LexicalIndex
 from atelier.tools.query_parser import SearchFilters, allowed_values
+from atelier.tools.schema import Product
 from atelier.tools.settings import Settings
 from atelier.tools.store import FILTER_FIELDS, MAX_BATCH, WRITING, ProductStore
 
@@ -56,6 +59,8 @@ class CatalogIndex:
     price: np.ndarray
     vectors: dict[str, np.ndarray]
     lexical: LexicalIndex
+    blob: bytes | mmap.mmap
+    offsets: np.ndarray
 
     def __post_init__(self) -> None:
         self.position = {pid: row for row, pid in enumerate(self.ids)}
@@ -75,6 +80,9 @@ class CatalogIndex:
         if meta["has_price"]:
             meta["price"] = price
         return meta
+
+    def product(self, row: int) -> Product:
+        return Product.model_validate_json(self.blob[int(self.offsets[row]) : int(self.offsets[row + 1])])
 
     def mask(self, filters: SearchFilters) -> np.ndarray | None:
         """Rows passing ``filters`` (the same logic as ``SearchFilters.matches``), or None when nothing filters."""
@@ -116,7 +124,8 @@ class CatalogIndex:
         tmp.mkdir(parents=True)
         (tmp / "meta.json").write_text(json.dumps({"format": FORMAT, "revision": self.revision,
                                                    "vocab": self.vocab, "ids": self.ids}))
-        np.savez(tmp / "columns.npz", price=self.price, **self.codes)
+        np.savez(tmp / "columns.npz", price=self.price, offsets=self.offsets, **self.codes)
+        (tmp / "products.bin").write_bytes(self.blob[:])
         for kind in KINDS:
             np.save(tmp / f"{kind}.npy", self.vectors[kind])
         self.lexical.save(tmp)
@@ -141,10 +150,12 @@ class CatalogIndex:
                 arrays = {name: columns[name] for name in columns.files}
             vectors = {kind: np.load(folder / f"{kind}.npy", mmap_mode="r") for kind in KINDS}
             lexical = LexicalIndex.load(folder)
+            with (folder / "products.bin").open("rb") as f:
+                blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if f.seek(0, 2) else b""
         except (OSError, ValueError, KeyError):
             return None
-        price = arrays.pop("price")
-        return cls(revision, meta["ids"], arrays, meta["vocab"], price, vectors, lexical)
+        price, offsets = arrays.pop("price"), arrays.pop("offsets")
+        return cls(revision, meta["ids"], arrays, meta["vocab"], price, vectors, lexical, blob, offsets)
 
 
 def build_index(store: ProductStore, revision: str) -> "CatalogIndex":
@@ -156,6 +167,7 @@ def build_index(store: ProductStore, revision: str) -> "CatalogIndex":
     price: list[float] = []
     text_chunks: list[np.ndarray] = []
     documents: list[str] = []
+    products: list[bytes] = []
     for rows in _pages(store.text, ["metadatas", "embeddings", "documents"]):
         ids.extend(rows["ids"])
         for i, meta in enumerate(rows["metadatas"]):
@@ -164,6 +176,7 @@ def build_index(store: ProductStore, revision: str) -> "CatalogIndex":
                 codes[f].append(vocab[f].setdefault(str(meta.get(f, "")), len(vocab[f])))
             price.append(float(meta["price"]) if meta.get("price") is not None else np.nan)
             documents.append(rows["documents"][i] or str(meta.get("title", "")))
+            products.append(str(meta.get("product", "{}")).encode())
         text_chunks.append(np.asarray(rows["embeddings"], dtype=np.float16))
     position = {pid: row for row, pid in enumerate(ids)}
     dim = store.dim
@@ -175,7 +188,8 @@ def build_index(store: ProductStore, revision: str) -> "CatalogIndex":
     text = np.concatenate(text_chunks) if text_chunks else np.zeros((0, dim), np.float16)
     return CatalogIndex(revision, ids, {f: np.asarray(c, dtype=np.int32) for f, c in codes.items()},
                         {f: list(v) for f, v in vocab.items()}, np.asarray(price, dtype=np.float32),
-                        {"text": text, "image": image}, LexicalIndex.build(documents))
+                        {"text": text, "image": image}, LexicalIndex.build(documents), b"".join(products),
+                        np.cumsum([0] + [len(p) for p in products], dtype=np.int64))
 
 
 def _pages(collection: Any, include: list[str]):

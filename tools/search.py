@@ -19,7 +19,7 @@ import numpy as np
 from atelier.tools.catalog_index import CatalogIndex, LiveIndex, index_root
 from atelier.tools.encoders import Encoder, load_encoder
 from atelier.tools.query_parser import SearchFilters, parse_query
-from atelier.tools.schema import SearchResult
+from atelier.tools.schema import Product, SearchResult
 from atelier.tools.settings import Settings, get_settings
 from atelier.tools.store import Hit, ProductStore, product_metadata
 
@@ -121,9 +121,17 @@ class ProductSearch:
         if not filters.must and not self.relevant(candidates.values(), floor):
             return []
         ranked = sorted(candidates.values(), key=lambda c: -c.fused())[:k]
-        products = {p.id: p for p in self.store.get([c.id for c in ranked])}
+        products = self.products(index, [c.id for c in ranked])
         return [SearchResult.from_product(products[c.id], c.fused(), self._why(c, filters))
                 for c in ranked if c.id in products]
+
+    def products(self, index: CatalogIndex, ids: list[str]) -> dict[str, Product]:
+        """Products by id from the index, or from the store for ids written since it was built."""
+        rows = {pid: index.row(pid) for pid in ids}
+        found = {pid: index.product(row) for pid, row in rows.items() if row is not None}
+        missing = [pid for pid, row in rows.items() if row is None]
+        found.update({p.id: p for p in self.store.get(missing)})
+        return found
 
     def nearest(self, index: CatalogIndex, vector: np.ndarray, kind: str, filters: SearchFilters,
                 mask: np.ndarray | None, pool: int) -> list[Hit]:

@@ -119,6 +119,10 @@ class ProductStore:
             return self.revision()
         return str(meta["revision"])
 
+    def bump_revision(self) -> None:
+        """Declare the store changed (for writers that bypass ``upsert``, such as bulk loaders)."""
+        self._mark(uuid.uuid4().hex)
+
     def _mark(self, revision: str) -> None:
         meta = dict(self.client.get_collection(self.text.name).metadata or {})
         meta["revision"] = revision

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 BATCH = 64
+DIM = 384
 
 
 def model_dir() -> Path:
@@ -87,7 +88,7 @@ class MiniLM:
             return self._torch_model.encode(list(texts), batch_size=BATCH, convert_to_numpy=True,
                                             normalize_embeddings=True, show_progress_bar=False)
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), 384), dtype=np.float32)
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
         for start in range(0, len(texts), BATCH):
             chunk = order[start : start + BATCH]
             out[chunk] = self._run([texts[i] for i in chunk])

@@ -1,0 +1,177 @@
+"""Search at catalog sizes from 12k to 1M: latency with and without filters, recall@10 of the served path against
+exact numpy search, memory, disk and build time, with a plot of latency against catalog size.
+
+``python -m benchmarks scale [--store LABEL=PATH ...]``. Without ``--store`` it measures every store it finds:
+the real H&M benchmark store, the real H&M + FPI store (``.atelier/bench/store-56k``) and the synthetic stores
+of ``benchmarks.scale_store`` under ``.atelier/bench/scale/``. Each store is measured in a fresh process (so RSS
+is that store's). In the same process, the baseline is what ``search_products`` did before the query planner:
+one Chroma query per dense channel with the ``where`` filter pushed down and every hit's metadata read back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import BENCH_HOME, CURRENT, RESULTS, percentile, print_table, record_plot
+
+QUERIES = 60
+FACETS = ("category", "colour", "gender")
+
+
+def disk_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def scale_queries(index, n: int = QUERIES, seed: int = 3) -> list[str]:
+    """Queries named by real attribute combinations of the store (category + colour [+ gender])."""
+    rng = random.Random(seed)
+    rows = rng.sample(range(len(index)), min(len(index), 20 * n))
+    queries = []
+    for row in rows:
+        meta = index.metadata(row)
+        if "unknown" in (meta["category"], meta["colour"]):
+            continue
+        words = [meta["colour"], meta["category"]] + ([f"for {meta['gender']}"] if rng.random() < 0.4 and
+                                                       meta["gender"] in ("women", "men") else [])
+        queries.append(" ".join(words))
+        if len(queries) == n:
+            break
+    return queries
+
+
+def measure_store(path: Path) -> dict:
+    """One store, in this process: open/build the index, time searches, recall against exact search."""
+    from atelier.tools.query_parser import parse_query
+    from atelier.tools.search import ProductSearch
+    from atelier.tools.settings import override_settings
+
+    settings = override_settings(store=path, home=BENCH_HOME)
+    started = time.perf_counter()
+    engine = ProductSearch.from_settings(settings)
+    index = engine.index
+    open_s = time.perf_counter() - started
+    queries = scale_queries(index)
+    engine.warm()
+    for q in queries:
+        engine.embed_query(q)
+    timings: dict[str, list[float]] = {"filtered": [], "unfiltered": [], "baseline filtered": []}
+    recalls: dict[str, list[float]] = {"filtered": [], "unfiltered": []}
+    for q in queries:
+        for label, parse in (("filtered", True), ("unfiltered", False)):
+            t = time.perf_counter()
+            engine.search(q, k=10, parse=parse)
+            timings[label].append((time.perf_counter() - t) * 1000)
+        filters = parse_query(q).filters
+        where = filters.to_where()
+        vector = engine.embed_query(q)
+        t = time.perf_counter()
+        for kind in ("text", "image"):
+            collection = engine.store.text if kind == "text" else engine.store.image
+            collection.query(query_embeddings=vector[None, :], n_results=100, where=where,
+                             include=["metadatas", "distances"])
+        timings["baseline filtered"].append((time.perf_counter() - t) * 1000)
+        for label, f in (("filtered", filters), ("unfiltered", None)):
+            recalls[label].append(served_recall(engine, index, vector, f))
+    store_dir = Path(settings.store_path)
+    build = json.loads((store_dir / "synthetic.json").read_text()) if (store_dir / "synthetic.json").exists() else {}
+    return {"products": len(index), "open_s": round(open_s, 2), "rss_mb": round(rss_mb()),
+            "disk_mb": round(disk_mb(store_dir)), "build_s": build.get("seconds"),
+            "synthetic": bool(build), "queries": len(queries),
+            **{f"{k} p50": round(percentile(v, 50), 1) for k, v in timings.items()},
+            **{f"{k} p95": round(percentile(v, 95), 1) for k, v in timings.items()},
+            **{f"recall {k}": round(float(np.mean(v)), 3) for k, v in recalls.items()}}
+
+
+def served_recall(engine, index, vector: np.ndarray, filters) -> float:
+    """recall@10 of the served text channel (planner: HNSW or exact) against exact numpy search over float32."""
+    from atelier.tools.query_parser import SearchFilters
+
+    filters = filters or SearchFilters()
+    mask = index.mask(filters)
+    served = [h.id for h in engine.nearest(index, vector, "text", filters, mask, 100)[:10]]
+    rows = np.flatnonzero(mask) if mask is not None else np.arange(len(index))
+    sims = np.asarray(index.vectors["text"][rows], dtype=np.float32) @ vector
+    exact = {index.ids[r] for r in rows[np.argsort(-sims)[:10]]}
+    return len(exact & set(served)) / max(1, min(10, len(exact)))
+
+
+def default_stores() -> dict[str, Path]:
+    stores = {"H&M (real)": BENCH_HOME / "store-compact", "H&M + FPI (real)": BENCH_HOME / "store-56k"}
+    for path in sorted((BENCH_HOME / "scale").glob("syn*"), key=lambda p: int(p.name[3:].rstrip("k")) if
+                       p.name[3:].rstrip("k").isdigit() else 0):
+        stores[f"synthetic {path.name[3:]}"] = path
+    return {k: v for k, v in stores.items() if (v / "chroma.sqlite3").exists()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(argv or [])
+    if "--one" in argv:
+        print("RESULT " + json.dumps(measure_store(Path(argv[argv.index("--one") + 1]))))
+        return
+    stores = {a.split("=", 1)[0]: Path(a.split("=", 1)[1]) for i, a in enumerate(argv) if argv[i - 1] == "--store"}
+    stores = stores or default_stores()
+    measured = []
+    for label, path in stores.items():
+        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--one", str(path)], text=True,
+                             capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+        line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+        if not line:
+            print(f"{label}: failed\n{out.stderr[-2000:]}")
+            continue
+        measured.append((label, json.loads(line[0][7:])))
+    measured.sort(key=lambda m: m[1]["products"])
+    rows = [[label, m["products"], m["filtered p50"], m["filtered p95"], m["unfiltered p50"], m["unfiltered p95"],
+             m["baseline filtered p50"], round(m["baseline filtered p50"] / max(m["filtered p50"], 1e-9), 1),
+             m["recall filtered"], m["recall unfiltered"], m["rss_mb"], m["disk_mb"], m["open_s"],
+             m["build_s"] if m["build_s"] is not None else "-"] for label, m in measured]
+    print_table("search_products latency (ms) by catalog size, recall@10 of the served text channel vs exact",
+                ["store", "products", "filtered p50", "filtered p95", "unfiltered p50", "unfiltered p95",
+                 "old filtered p50", "speed-up", "recall filt.", "recall unfilt.", "RSS MB", "disk MB",
+                 "index open s", "build s"], rows)
+    (RESULTS / "scale.json").write_text(json.dumps(dict(measured), indent=1))
+    plot(measured)
+
+
+def plot(measured: list[tuple[str, dict]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not measured:
+        return
+    sizes = [m["products"] for _, m in measured]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, style in (("filtered p95", "o-"), ("filtered p50", "o--"), ("unfiltered p95", "s-"),
+                       ("unfiltered p50", "s--"), ("baseline filtered p50", "x:")):
+        ax.plot(sizes, [m[key] for _, m in measured], style, label=key.replace("baseline", "old"))
+    ax.set_xscale("log")
+    ax.set_xlabel("products in the store")
+    ax.set_ylabel("ms per search_products")
+    ax.set_title(f"search latency vs catalog size (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    record_plot("scale", fig)
+
+
+if __name__ == "__main__":
+    if "--one" not in sys.argv:
+        CURRENT.update(benchmark="scale", run=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    main(sys.argv[1:])
