@@ -52,6 +52,21 @@ class Runtime:
                 self._built[name] = build()
             return self._built[name]
 
+    def warm(self) -> None:
+        """Build every engine and run each model once, at start-up, so no shopper's first turn pays for loading
+        the store index, the text and image towers or the parser's exemplars (seconds each on a cold CPU)."""
+        from PIL import Image
+
+        self.search.warm()
+        self.parser.parse("a black dress under 40")
+        for engine in ("extractor", "composed", "completer"):
+            try:
+                built = getattr(self, engine)
+                if engine == "extractor":
+                    built.predict_images([Image.new("RGB", (64, 96), (200, 30, 40))])
+            except Exception as exc:  # noqa: BLE001 - a photo-only engine failing must not stop text turns
+                log.warning("could not build the %s at startup (%s); turns that need it will say so", engine, exc)
+
     @property
     def search(self) -> "ProductSearch":
         from atelier.tools.search import ProductSearch

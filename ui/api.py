@@ -148,15 +148,8 @@ class Services:
     def warm(self) -> None:
         """Build the assistant and every engine a turn may need before the first shopper arrives, so that
         no turn pays for model loading or waits on the runtime's build lock meanwhile."""
-        runtime = self.runtime
         self.assistant
-        runtime.search.search("warm-up", k=1)
-        runtime.parser
-        for engine in ("extractor", "composed", "completer"):
-            try:
-                getattr(runtime, engine)
-            except Exception as exc:  # noqa: BLE001 - a photo-only engine failing must not stop text turns
-                log.warning("could not build the %s at startup (%s); turns that need it will say so", engine, exc)
+        self.runtime.warm()
 
     def product(self, product_id: str) -> Product:
         if not PRODUCT_ID.match(product_id):

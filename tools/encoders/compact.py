@@ -18,10 +18,10 @@ from PIL import Image
 
 from atelier.tools.encoders import EncoderError, register_encoder
 from atelier.tools.encoders.minilm import DIM, MiniLM, load_sentence_transformer, shared_minilm
-from atelier.tools.encoders.weights import DEFAULT_WEIGHTS
 from atelier.tools.vectors import unit_rows
 
 IMAGE_BATCH = 32
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "compact.pt"
 
 
 def load_text_model():
@@ -103,12 +103,12 @@ class CompactEncoder:
 
     def adapt_texts(self, raw: np.ndarray) -> np.ndarray:
         """Apply the trained text adapter, t + up(gelu(down(t))) (identity when none shipped), to normalised
-        MiniLM vectors, in numpy."""
+        MiniLM vectors, in numpy (``einsum``: no BLAS threads to wait for on a busy machine)."""
         out = np.ascontiguousarray(raw, dtype=np.float32)
         if self.adapter:
             a = self.adapter
-            hidden = out @ a["down.weight"].T + a["down.bias"]
-            out = out + gelu(hidden) @ a["up.weight"].T + a["up.bias"]
+            hidden = np.einsum("ij,kj->ik", out, a["down.weight"]) + a["down.bias"]
+            out = out + np.einsum("ij,kj->ik", gelu(hidden), a["up.weight"]) + a["up.bias"]
         return unit_rows(out)
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:

@@ -17,11 +17,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
-from atelier.tools.encoders.minilm import DIM
-from atelier.tools.encoders.weights import DEFAULT_WEIGHTS, WEIGHTS_DIR  # noqa: F401  (re-exported)
 from atelier.tools.encoders.vision import FEATURE_DIM, HIST_DIM, SPLIT_BLOCK, TRUNK_POOL_DIM, Tail
 
-TEXT_DIM = DIM
+TEXT_DIM = 384
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "compact.pt"
 
 
 class CompactConfig(BaseModel):
