@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     store = Path(argv[argv.index("--store") + 1]) if "--store" in argv else default_store()
     from atelier.assistant.runtime import Runtime
     from atelier.assistant.turn import Assistant
-    from atelier.memory.sessions import SessionStore
+    from atelier.memory.store import SessionStore
     from atelier.tools.settings import override_settings
 
     home = Path(tempfile.mkdtemp(prefix="atelier-latency-"))

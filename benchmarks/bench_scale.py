@@ -1,7 +1,8 @@
 """Search at catalog sizes from 12k to 1M: latency with and without filters, recall@10 of the served path against
 exact numpy search, memory, disk and build time, with a plot of latency against catalog size.
 
-``python -m benchmarks scale [--store LABEL=PATH ...]``. Without ``--store`` it measures every store it finds:
+``python -m benchmarks scale [--store LABEL=PATH ...]`` (``--from-raw`` redraws the table and plot from the last
+raw figures). Without ``--store`` it measures every store it finds:
 the real H&M benchmark store, the real H&M + FPI store (``.atelier/bench/store-56k``) and the synthetic stores
 of ``benchmarks.scale_store`` under ``.atelier/bench/scale/``. Each store is measured in a fresh process (so RSS
 is that store's). In the same process, the baseline is what ``search_products`` did before the query planner:
@@ -92,7 +93,7 @@ def measure_store(path: Path) -> dict:
     build = json.loads((store_dir / "synthetic.json").read_text()) if (store_dir / "synthetic.json").exists() else {}
     return {"products": len(index), "open_s": round(open_s, 2), "rss_mb": round(rss_mb()),
             "disk_mb": round(disk_mb(store_dir)), "build_s": build.get("seconds"),
-            "synthetic": bool(build), "queries": len(queries),
+            "synthetic": bool(build), "queries": len(queries), "load": round(os.getloadavg()[0], 1),
             **{f"{k} p50": round(percentile(v, 50), 1) for k, v in timings.items()},
             **{f"{k} p95": round(percentile(v, 95), 1) for k, v in timings.items()},
             **{f"recall {k}": round(float(np.mean(v)), 3) for k, v in recalls.items()}}
@@ -121,6 +122,9 @@ def default_stores() -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(argv or [])
+    if "--from-raw" in argv:
+        report(list(json.loads((RESULTS / "scale.raw.json").read_text()).items()))
+        return
     if "--one" in argv:
         print("RESULT " + json.dumps(measure_store(Path(argv[argv.index("--one") + 1]))))
         return
@@ -135,16 +139,21 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{label}: failed\n{out.stderr[-2000:]}")
             continue
         measured.append((label, json.loads(line[0][7:])))
-    measured.sort(key=lambda m: m[1]["products"])
+    report(measured)
+
+
+def report(measured: list[tuple[str, dict]]) -> None:
+    """The table, the raw figures (``results/scale.raw.json``) and the plot."""
+    measured = sorted(measured, key=lambda m: m[1]["products"])
     rows = [[label, m["products"], m["filtered p50"], m["filtered p95"], m["unfiltered p50"], m["unfiltered p95"],
              m["baseline filtered p50"], round(m["baseline filtered p50"] / max(m["filtered p50"], 1e-9), 1),
              m["recall filtered"], m["recall unfiltered"], m["rss_mb"], m["disk_mb"], m["open_s"],
-             m["build_s"] if m["build_s"] is not None else "-"] for label, m in measured]
+             m["build_s"] if m["build_s"] is not None else "-", m.get("load", "-")] for label, m in measured]
     print_table("search_products latency (ms) by catalog size, recall@10 of the served text channel vs exact",
                 ["store", "products", "filtered p50", "filtered p95", "unfiltered p50", "unfiltered p95",
                  "old filtered p50", "speed-up", "recall filt.", "recall unfilt.", "RSS MB", "disk MB",
-                 "index open s", "build s"], rows)
-    (RESULTS / "scale.json").write_text(json.dumps(dict(measured), indent=1))
+                 "index open s", "build s", "load"], rows)
+    (RESULTS / "scale.raw.json").write_text(json.dumps(dict(measured), indent=1))
     plot(measured)
 
 

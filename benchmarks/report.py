@@ -28,6 +28,8 @@ def write_report(path: Path = REPORT) -> Path:
              "Latest table of every benchmark (`make bench`, or `python -m benchmarks NAME`); each says when it was "
              "measured and the machine's load then. Ratios are against baselines run in the same process.", ""]
     for result in sorted(RESULTS.glob("*.json")):
+        if "." in result.stem:
+            continue
         tables = json.loads(result.read_text())
         if not any(k != "_run" for k in tables):
             continue

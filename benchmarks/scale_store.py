@@ -7,6 +7,10 @@ real catalogs' joint distribution), with a new id, its price jittered by up to Â
 Gaussian noise (``--noise`` per dimension, then re-normalised: cosine to the original â‰ˆ 0.93 at 0.02), so the
 copies of one product form a small cloud instead of duplicates. No photo is encoded: only Chroma writes. With
 ``--chroma-url`` the store is written to a Chroma server instead of a folder.
+
+``--merge`` copies the sources verbatim instead (same ids, metadata, content hashes and vectors: no encoding),
+e.g. the H&M and Fashion Product Images stores into one 56k store; an ingestion into the result then skips
+every copied product as unchanged.
 """
 
 from __future__ import annotations
@@ -71,9 +75,15 @@ def synthetic_batch(src: dict, start: int, stop: int, noise: float, rng: np.rand
     return ids, metas, docs, noisy(src["text"][picks], noise, rng), noisy(src["image"][picks], noise, rng)
 
 
-def build(size: int, out: Path, sources: list[Path], noise: float = 0.02, chroma_url: str | None = None,
-          seed: int = 0, log=print) -> dict:
-    """Write the synthetic store; returns its build time and size."""
+def copy_batch(src: dict, start: int, stop: int):
+    """Products ``start..stop`` of the sources, unchanged (``--merge``)."""
+    return (src["ids"][start:stop], src["metas"][start:stop], src["docs"][start:stop], src["text"][start:stop],
+            src["image"][start:stop])
+
+
+def build(size: int | None, out: Path, sources: list[Path], noise: float = 0.02, chroma_url: str | None = None,
+          seed: int = 0, merge: bool = False, log=print) -> dict:
+    """Write the synthetic (or, with ``merge``, the merged) store; returns its build time and size."""
     started = time.perf_counter()
     parts = [read_source(p) for p in sources]
     src = {"ids": sum((p["ids"] for p in parts), []), "metas": sum((p["metas"] for p in parts), []),
@@ -82,32 +92,38 @@ def build(size: int, out: Path, sources: list[Path], noise: float = 0.02, chroma
     order = np.random.default_rng(seed).permutation(len(src["ids"]))
     src = {k: ([v[i] for i in order] if isinstance(v, list) else v[order]) for k, v in src.items()}
     log(f"{len(src['ids'])} real products from {len(sources)} store(s) in {time.perf_counter() - started:.0f}s")
+    size = len(src["ids"]) if merge else size
     settings = Settings(store=out, chroma_url=chroma_url)
     store = ProductStore.open("compact", 384, settings)
     rng = np.random.default_rng(seed)
     written = store.count()
     for start in range(written, size, MAX_BATCH):
-        ids, metas, docs, text, image = synthetic_batch(src, start, min(size, start + MAX_BATCH), noise, rng)
-        store.image.add(ids=ids, embeddings=image, metadatas=[filter_metadata(m) for m in metas])
-        store.text.add(ids=ids, embeddings=text, metadatas=metas, documents=docs)
+        stop = min(size, start + MAX_BATCH)
+        ids, metas, docs, text, image = (copy_batch(src, start, stop) if merge else
+                                         synthetic_batch(src, start, stop, noise, rng))
+        store.image.upsert(ids=ids, embeddings=image, metadatas=[filter_metadata(m) for m in metas])
+        store.text.upsert(ids=ids, embeddings=text, metadatas=metas, documents=docs)
         log(f"{start + len(ids)}/{size} products, {time.perf_counter() - started:.0f}s")
     store.bump_revision()
     report = {"size": size, "seconds": round(time.perf_counter() - started, 1), "resumed_from": written,
               "sources": [str(p) for p in sources], "noise": noise}
-    if chroma_url is None:
+    if chroma_url is None and not merge:
         (out / "synthetic.json").write_text(json.dumps(report))
     return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, required=True)
+    parser.add_argument("--size", type=int, default=None, help="products to write (default: all, with --merge)")
+    parser.add_argument("--merge", action="store_true", help="copy the sources verbatim instead of synthesising")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--source", type=Path, action="append", required=True)
     parser.add_argument("--noise", type=float, default=0.02)
     parser.add_argument("--chroma-url", default=None)
     args = parser.parse_args()
-    print(json.dumps(build(args.size, args.out, args.source, args.noise, args.chroma_url)))
+    if args.size is None and not args.merge:
+        parser.error("--size is needed unless --merge")
+    print(json.dumps(build(args.size, args.out, args.source, args.noise, args.chroma_url, merge=args.merge)))
 
 
 if __name__ == "__main__":

@@ -91,6 +91,29 @@ def test_compact_onnx_matches_torch(compact, hm_images):
     assert (a * b).sum(axis=1).min() > 0.999
 
 
+def test_compact_text_tower_on_onnx_matches_sentence_transformers_and_torch_adapter(compact):
+    import torch
+
+    from atelier.tools.encoders.minilm import load_sentence_transformer
+
+    texts = ["black skinny jeans", "red floral summer dress with short sleeves " * 8, "a"]
+    raw = load_sentence_transformer().encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    with torch.inference_mode():
+        expected = torch.nn.functional.normalize(compact.weights.adapter(torch.from_numpy(raw)), dim=-1).numpy()
+    assert compact.text_backend == "onnxruntime"
+    assert np.abs(compact.embed_texts(texts) - expected).max() < 1e-5
+
+
+def test_a_cold_query_embedding_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from atelier.tools.encoders import load_encoder; load_encoder('compact').embed_texts(['x']);"
+            "print(sorted(m for m in ('torch', 'transformers', 'sklearn', 'scipy') if m in sys.modules))")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True) for _ in (1, 2)]
+    assert runs[1].stdout.strip() == "[]"
+
+
 def test_compact_own_text_finds_own_photo(compact, hm_test_items, hm_images):
     """Held-out H&M articles: each article's own text against 50 photos (and back); chance R@10 = 0.2."""
     texts = compact.embed_texts([hm_text(r) for _, r in hm_test_items.iterrows()])
