@@ -108,8 +108,8 @@ class ToolContext:
         ids = list(dict.fromkeys(ids))
         if not ids:
             return {}
-        image = self.engine.store.vectors(ids, "image")
-        text = self.engine.store.vectors(ids, "text")
+        image = self.engine.vectors(ids, "image")
+        text = self.engine.vectors(ids, "text")
         return {pid: unit(unit(image[pid]) + unit(text[pid])) if pid in text else image[pid] for pid in image}
 
     def _image_vector(self, anchor: Anchor) -> np.ndarray | None:

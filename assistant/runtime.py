@@ -87,7 +87,7 @@ class Runtime:
 
         def build() -> ComposedSearch:
             search = self.search
-            return ComposedSearch(StoreIndex(search.store), search.encoder, extractor=self.extractor)
+            return ComposedSearch(StoreIndex(search.store, search), search.encoder, extractor=self.extractor)
 
         return self._get("composed", build)
 

@@ -57,12 +57,14 @@ def main(argv: list[str] | None = None) -> None:
     assistant = Assistant(runtime=runtime, sessions=SessionStore(home / "warm.db"))
     rng = random.Random(5)
     first, follow = [], []
+    slowest = (0.0, "")
     for query in queries:
         session = assistant.new_session()
         for text, bucket in ((query, first), (rng.choice(FOLLOW_UPS), follow)):
             started = time.perf_counter()
             events = list(assistant.turn(session, text))
             bucket.append((time.perf_counter() - started) * 1000)
+            slowest = max(slowest, (bucket[-1], f"{query!r} then {text!r}" if bucket is follow else repr(text)))
             assert events[-1].type == "done", events[-1]
     http = http_turns(runtime, queries)
     turns = first + follow
@@ -76,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(f"turn latency in ms, no LLM, {products} products ({store.name}); warm-up {warm_s:.1f}s, "
                 f"RSS {rss_mb():.0f} MB (peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f})",
                 ["what", "turns", "p50", "p95", "max"], [[r[0], r[1], *[round(x, 1) for x in r[2:]]] for r in rows])
+    print(f"slowest turn: {slowest[0]:.0f} ms, {slowest[1]}")
     print(f"cold first turn / warm first-turn p50: {cold_first / max(percentile(first, 50), 1e-9):.1f}x")
 
 

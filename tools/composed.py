@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -41,6 +41,9 @@ from atelier.tools.query_parser import SearchFilters, parse_price
 from atelier.tools.schema import UNKNOWN, Product, SearchResult
 from atelier.tools.store import Hit, ProductStore, product_from_metadata
 from atelier.tools.taxonomy import Taxonomy, get_taxonomy
+
+if TYPE_CHECKING:
+    from atelier.tools.search import ProductSearch
 
 FACETS = ("category", "colour", "pattern", "gender")
 
@@ -207,24 +210,33 @@ class CandidateIndex(Protocol):
 
 
 class StoreIndex:
-    """The product store, with filters pushed down to Chroma."""
+    """The product store, searched through ``ProductSearch``'s planner (in-process filters, exact search over
+    selective ones) when an engine is given, else with filters pushed down to Chroma."""
 
-    def __init__(self, store: ProductStore) -> None:
+    def __init__(self, store: ProductStore, engine: ProductSearch | None = None) -> None:
         self.store = store
+        self.engine = engine
 
     def query(self, vector: np.ndarray, kind: str, filters: SearchFilters, k: int) -> list[Hit]:
+        if self.engine is not None:
+            index = self.engine.index
+            return self.engine.nearest(index, vector, kind, filters, index.mask(filters), k)
         excluded = set(filters.exclude_ids)
         hits = self.store.query(vector, kind, filters.to_where(), k + len(excluded))
         return [h for h in hits if h.id not in excluded][:k]
 
     def vectors(self, ids: Sequence[str], kind: str) -> dict[str, np.ndarray]:
+        if self.engine is not None:
+            return self.engine.vectors(list(ids), kind)
         return self.store.vectors(list(ids), kind)
 
     def get_product(self, product_id: str) -> Product | None:
         return self.store.get_product(product_id)
 
     def product(self, hit: Hit) -> Product:
-        return product_from_metadata(hit.metadata)
+        if "product" in hit.metadata or self.engine is None:
+            return product_from_metadata(hit.metadata)
+        return self.engine.products(self.engine.index, [hit.id])[hit.id]
 
 
 class MatrixIndex:

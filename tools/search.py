@@ -74,8 +74,20 @@ class ProductSearch:
         return self.live.get()
 
     def warm(self) -> None:
-        """Load the index and the text tower and run one search, so no shopper pays a first-use load."""
-        self.search("warm-up black dress", k=1)
+        """Load the index and the text tower, run one search and read one stored vector of each kind (Chroma
+        loads a collection's records on first read: seconds at 56k), so no shopper pays a first-use load."""
+        results = self.search("warm-up black dress", k=1, min_relevance=0.0)
+        for kind in ("text", "image"):
+            self.store.vectors([r.id for r in results], kind)
+
+    def vectors(self, ids: list[str], kind: str = "image") -> dict[str, np.ndarray]:
+        """Stored embeddings by id: from the in-process index, from the store for ids it does not know yet."""
+        index = self.index
+        found = {pid: np.asarray(index.vectors[kind][row]) for pid in ids if (row := index.row(pid)) is not None}
+        missing = [pid for pid in ids if pid not in found]
+        if missing:
+            found.update(self.store.vectors(missing, kind))
+        return found
 
     def embed_query(self, text: str) -> np.ndarray:
         """The query's text embedding, cached per text (shoppers and the agent repeat queries)."""
