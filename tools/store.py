@@ -53,20 +53,30 @@ def product_from_metadata(meta: dict[str, Any]) -> Product:
 class ProductStore:
     """Products with their text and image embeddings, in Chroma."""
 
-    def __init__(self, client: Any, prefix: str, encoder_name: str, dim: int) -> None:
+    def __init__(self, client: Any, prefix: str, encoder_name: str, dim: int, create: bool = True) -> None:
         self.client = client
         self.encoder_name = encoder_name
         self.dim = dim
-        self.text = self._collection(f"{prefix}_text")
-        self.image = self._collection(f"{prefix}_image")
+        self.text = self._collection(f"{prefix}_text", create)
+        self.image = self._collection(f"{prefix}_image", create)
         self._check_encoder(self.text)
 
     @classmethod
-    def open(cls, encoder_name: str, dim: int, settings: Settings | None = None) -> "ProductStore":
+    def open(cls, encoder_name: str, dim: int, settings: Settings | None = None,
+             create: bool = False) -> "ProductStore":
+        """The configured store. Only ingestion passes ``create``: a server pointed at a wrong or deleted
+        store must say so at startup, not answer every shopper with "nothing matches" from an empty one."""
         settings = settings or get_settings()
-        return cls(make_client(settings), settings.collection_prefix, encoder_name, dim)
+        return cls(make_client(settings, create), settings.collection_prefix, encoder_name, dim, create)
 
-    def _collection(self, name: str) -> Any:
+    def _collection(self, name: str, create: bool) -> Any:
+        if not create:
+            try:
+                return self.client.get_collection(name=name, embedding_function=None)
+            except Exception as exc:  # chromadb raises NotFoundError / ValueError, or a transport error
+                raise StoreError(f"the product store has no collection {name!r} ({exc.__class__.__name__}); "
+                                 f"check ATELIER_STORE / ATELIER_CHROMA_URL / ATELIER_COLLECTION_PREFIX "
+                                 f"or build the catalog with `atelier ingest`") from exc
         return self.client.get_or_create_collection(
             name=name,
             embedding_function=None,
@@ -152,8 +162,9 @@ class ProductStore:
             collection.delete(ids=list(ids))
 
 
-def make_client(settings: Settings) -> Any:
-    """A Chroma client: HTTP when ``chroma_url`` is set, else embedded at ``store_path``."""
+def make_client(settings: Settings, create: bool = True) -> Any:
+    """A Chroma client: HTTP when ``chroma_url`` is set, else embedded at ``store_path`` (made only if
+    ``create``)."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
@@ -165,15 +176,18 @@ def make_client(settings: Settings) -> Any:
                                        ssl=url.scheme == "https", settings=chroma_settings)
         except Exception as exc:  # chromadb raises plain Exception/ValueError when the server is down
             raise StoreError(f"cannot reach the Chroma server at {settings.chroma_url}: {exc}") from exc
+    if not create and not (settings.store_path / "chroma.sqlite3").is_file():
+        raise StoreError(f"no product store at ATELIER_STORE={settings.store_path}; build one with "
+                         f"`atelier ingest CATALOG` or point ATELIER_STORE at an existing store")
     settings.store_path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(settings.store_path), settings=chroma_settings)
 
 
-def open_store(settings: Settings | None = None) -> ProductStore:
+def open_store(settings: Settings | None = None, create: bool = False) -> ProductStore:
     """The configured store, with the configured encoder's name and dimension."""
     from atelier.tools.encoders import load_encoder
 
     settings = settings or get_settings()
     encoder = load_encoder(settings.encoder)
-    return ProductStore.open(encoder.name, encoder.dim, settings)
+    return ProductStore.open(encoder.name, encoder.dim, settings, create)
 

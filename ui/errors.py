@@ -8,6 +8,7 @@ log, so a bug becomes ``internal`` with a plain sentence instead of a traceback.
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,12 +16,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from atelier.tools.errors import AtelierError
+from atelier.ui.health import database_problem
 
 log = logging.getLogger("atelier.api")
 
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
-              422: "invalid_request", 429: "rate_limited"}
+              422: "invalid_request", 429: "rate_limited", 503: "unavailable"}
 
 
 class APIError(AtelierError):
@@ -56,6 +58,13 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}"
                              for e in exc.errors())
         return error_response(422, "invalid_request", problems or "the request is not valid")
+
+    @app.exception_handler(sqlite3.Error)
+    async def database_error(_: Request, exc: sqlite3.Error) -> JSONResponse:
+        log.error("sessions database failed: %s", exc)
+        return error_response(503, "sessions_unavailable",
+                              f"{database_problem(exc) or 'the sessions database failed'}; please try again later",
+                              {"Retry-After": "30"})
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
