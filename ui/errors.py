@@ -13,10 +13,11 @@ import sqlite3
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from atelier.memory.database import database_problem
 from atelier.tools.errors import AtelierError
-from atelier.ui.health import database_problem
 
 log = logging.getLogger("atelier.api")
 
@@ -60,7 +61,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request", problems or "the request is not valid")
 
     @app.exception_handler(sqlite3.Error)
-    async def database_error(_: Request, exc: sqlite3.Error) -> JSONResponse:
+    @app.exception_handler(DBAPIError)
+    async def database_error(_: Request, exc: Exception) -> JSONResponse:
         log.error("sessions database failed: %s", exc)
         return error_response(503, "sessions_unavailable",
                               f"{database_problem(exc) or 'the sessions database failed'}; please try again later",

@@ -10,15 +10,13 @@ never a server path.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import Column, Float, Integer, Table
-from sqlalchemy.exc import DBAPIError
 
-from atelier.memory.database import METADATA
+from atelier.memory.database import METADATA, database_problem
 from atelier.tools.settings import Settings
 
 log = logging.getLogger("atelier.api")
@@ -41,29 +39,6 @@ class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     store: StoreCheck
     database: Check
-
-
-def database_problem(exc: BaseException) -> str | None:
-    """What is wrong with the sessions database, in words a shopper or operator can act on, if ``exc`` (or
-    what caused it) is a database error; ``None`` otherwise."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        original = getattr(current, "orig", None)  # SQLAlchemy wraps the driver's error
-        if isinstance(current, (sqlite3.Error, DBAPIError)) or isinstance(original, sqlite3.Error):
-            text = str(original or current).lower()
-            if "readonly" in text or "read-only" in text:
-                return "the sessions database is read-only"
-            if "disk is full" in text or "disk full" in text:
-                return "the disk holding the sessions database is full"
-            if "unable to open" in text:
-                return "the sessions database cannot be opened"
-            if "locked" in text or "busy" in text:
-                return "the sessions database is busy"
-            return "the sessions database failed"
-        current = current.__cause__ or current.__context__
-    return None
 
 
 def check_database(settings: Settings) -> Check:
