@@ -402,3 +402,32 @@ def test_photo_decoding_runs_off_the_event_loop(api, monkeypatch):
     Image.new("RGB", (64, 64), "black").save(buffer, "PNG")
     assert upload(api, session_id, headers, buffer.getvalue()).status_code == 200
     assert on_loop == [False]
+
+
+def test_bomb_on_a_live_server_keeps_the_connection_alive(hm_settings, real_assistant):
+    import http.client
+    import uuid
+
+    server = ServerThread(make_app(hm_settings, real_assistant)).start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        connection.request("POST", "/v1/sessions")
+        created = json.loads(connection.getresponse().read())
+        boundary = uuid.uuid4().hex
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"bomb.png\"\r\n"
+                "Content-Type: image/png\r\n\r\n")
+        body = head.encode() + png_header(15_000, 15_000) + f"\r\n--{boundary}--\r\n".encode()
+        connection.request("POST", f"/v1/sessions/{created['session_id']}/messages", body=body,
+                           headers={"Authorization": f"Bearer {created['token']}",
+                                    "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        refused = connection.getresponse()
+        assert refused.status == 413 and json.loads(refused.read())["error"]["code"] == "payload_too_large"
+        assert refused.getheader("connection", "keep-alive").lower() != "close"
+        socket_before = connection.sock
+        connection.request("GET", "/healthz")
+        again = connection.getresponse()
+        assert again.status == 200 and json.loads(again.read()) == {"status": "ok"}
+        assert connection.sock is socket_before
+        connection.close()
+    finally:
+        server.stop()

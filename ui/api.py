@@ -16,13 +16,14 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from atelier.assistant.events import Event
 from atelier.assistant.runtime import Runtime
 from atelier.memory.update import FeedbackKind, MemoryKind
 from atelier.tools.schema import Product
@@ -30,7 +31,7 @@ from atelier.tools.settings import Settings, apply_offline_defaults, get_setting
 from atelier.ui import backend
 from atelier.ui.backend import AssistantLike
 from atelier.ui.concurrency import TurnScheduler
-from atelier.ui.errors import APIError, install_error_handlers
+from atelier.ui.errors import ERROR_RESPONSES, APIError, install_error_handlers
 from atelier.ui.headers import SecurityHeaders, page_csp
 from atelier.ui.health import Readiness, readiness
 from atelier.ui.ratelimit import SharedRateLimiter, retry_after
@@ -213,6 +214,8 @@ def session_access(session_id: str, request: Request, svc: Services = Depends(se
     return session_id
 
 
+EVENT_TYPES = tuple(cls.model_fields["type"].default for cls in get_args(get_args(Event)[0]))
+
 MESSAGE_BODY = {
     "requestBody": {
         "required": True,
@@ -227,11 +230,16 @@ MESSAGE_BODY = {
     "responses": {"200": {
         "description": "Server-Sent Events, one per assistant event: `event:` is the type "
                        "(status, tool_call, products, text_delta, memory, error, done), `data:` its JSON.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": {
+            "type": "object", "required": ["event", "data"],
+            "description": "One Server-Sent Event: its type and its JSON payload.",
+            "properties": {"event": {"type": "string", "enum": list(EVENT_TYPES)},
+                           "data": {"type": "string", "contentMediaType": "application/json"}},
+        }}},
     }},
 }
 
-api = APIRouter(prefix="/v1", dependencies=[Depends(rate_limit)])
+api = APIRouter(prefix="/v1", dependencies=[Depends(rate_limit)], responses=ERROR_RESPONSES)
 
 
 @api.post("/sessions", response_model=SessionCreated, status_code=201, tags=["sessions"])
@@ -371,7 +379,9 @@ def create_app(assistant: AssistantLike | None = None, settings: Settings | None
                        expose_headers=["Retry-After"])
     app.include_router(api)
     app.add_api_route("/v1/products/{product_id}/image", product_image, methods=["GET"], tags=["products"],
-                      response_class=FileResponse, summary="Product photo")
+                      response_class=FileResponse, summary="Product photo",
+                      responses={**ERROR_RESPONSES, 200: {"content": {m: {} for m in set(IMAGE_SUFFIXES.values())},
+                                                          "description": "The photo."}})
 
     @app.get("/healthz", response_model=Health, tags=["meta"])
     def healthz() -> Health:
