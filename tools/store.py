@@ -8,14 +8,15 @@ encoder fails with a clear message instead of returning nonsense.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
 
-from atelier.tools.errors import UnavailableError
+from atelier.tools.errors import AtelierError, UnavailableError
 from atelier.tools.schema import Product
 from atelier.tools.settings import Settings, get_settings
 
@@ -27,6 +28,26 @@ class StoreError(UnavailableError):
     """The store cannot serve this request; the message says what to do."""
 
     code = "store_unavailable"
+    public_message = "The catalog is unavailable right now; please try again in a moment."
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def unavailable_on_failure(method: F) -> F:
+    """A Chroma call that fails (server stopped, connection reset, store file gone) raises ``StoreError``, so a
+    turn ends with a clear ``store_unavailable`` event instead of an internal error; the next call simply
+    tries again, so a restarted server is picked up without restarting Atelier."""
+    @functools.wraps(method)
+    def guarded(self: "ProductStore", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (AtelierError, TypeError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - chromadb and httpx raise many unrelated types
+            raise StoreError(f"the product store failed in {method.__name__}: {type(exc).__name__}: {exc}") from exc
+
+    return guarded  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -93,9 +114,11 @@ class ProductStore:
                 f"set ATELIER_ENCODER={built} or ingest into a new store (ATELIER_STORE=...)"
             )
 
+    @unavailable_on_failure
     def count(self) -> int:
         return min(self.text.count(), self.image.count())
 
+    @unavailable_on_failure
     def upsert(self, products: Sequence[Product], hashes: Sequence[str], text_vectors: np.ndarray,
                image_vectors: np.ndarray) -> None:
         """Write products to both collections (idempotent by id: re-running never duplicates)."""
@@ -105,6 +128,7 @@ class ProductStore:
         self.image.upsert(ids=ids, embeddings=image_vectors.tolist(), metadatas=metas, documents=docs)
         self.text.upsert(ids=ids, embeddings=text_vectors.tolist(), metadatas=metas, documents=docs)
 
+    @unavailable_on_failure
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         """Hashes of the ids present in *both* collections (an item half-written by a crash counts as absent)."""
         if not ids:
@@ -115,6 +139,7 @@ class ProductStore:
             got.append({i: (m or {}).get("content_hash", "") for i, m in zip(rows["ids"], rows["metadatas"])})
         return {i: h for i, h in got[0].items() if got[1].get(i) == h}
 
+    @unavailable_on_failure
     def get(self, ids: Sequence[str]) -> list[Product]:
         """Products by id, in the order asked; unknown ids are skipped."""
         if not ids:
@@ -127,6 +152,7 @@ class ProductStore:
         found = self.get([product_id])
         return found[0] if found else None
 
+    @unavailable_on_failure
     def vectors(self, ids: Sequence[str], kind: str = "image") -> dict[str, np.ndarray]:
         """Stored embeddings by id (``kind`` is "image" or "text")."""
         if not ids:
@@ -135,6 +161,7 @@ class ProductStore:
         rows = collection.get(ids=list(ids), include=["embeddings"])
         return {i: np.asarray(e, dtype=np.float32) for i, e in zip(rows["ids"], rows["embeddings"])}
 
+    @unavailable_on_failure
     def query(self, vector: np.ndarray, kind: str = "text", where: dict[str, Any] | None = None,
               k: int = 50) -> list[Hit]:
         """Nearest products to ``vector`` in the text or image collection, honouring ``where``."""
@@ -151,12 +178,17 @@ class ProductStore:
         """(id, metadata, document) for every product, in pages."""
         offset = 0
         while True:
-            rows = self.text.get(include=["metadatas", "documents"], limit=batch, offset=offset)
+            rows = self._page(batch, offset)
             if not rows["ids"]:
                 return
             yield from zip(rows["ids"], rows["metadatas"], rows["documents"])
             offset += len(rows["ids"])
 
+    @unavailable_on_failure
+    def _page(self, batch: int, offset: int) -> dict[str, Any]:
+        return self.text.get(include=["metadatas", "documents"], limit=batch, offset=offset)
+
+    @unavailable_on_failure
     def delete(self, ids: Sequence[str]) -> None:
         for collection in (self.text, self.image):
             collection.delete(ids=list(ids))
