@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, Field
 
 from atelier.tools.schema import SearchResult
@@ -307,21 +308,6 @@ class GroundedStream(Iterator[str]):
 
 # --- untrusted text going into prompts ----------------------------------------------------------
 
-_INJECTION = [re.compile(p, re.I) for p in (
-    r"\b(?:ignore|disregard|forget|override|skip|bypass)\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|preceding|"
-    r"all|any|your|the|these|those|system)\b[^.\n]{0,20}?\b(?:instructions?|prompts?|rules|directions|guidelines|"
-    r"messages?|context)\b",
-    r"\b(?:system|developer|hidden|initial|original)\s+(?:prompt|message|instructions?)\b",
-    r"\b(?:reveal|print|show|repeat|leak)\b[^.\n]{0,30}\b(?:prompt|instructions)\b",
-    r"\byou\s+are\s+(?:now|no\s+longer)\b",
-    r"\bfrom\s+now\s+on,?\s+(?:you|act|respond|reply|answer)\b",
-    r"\bpretend\s+(?:to\s+be|you\s+are|that\s+you)\b",
-    r"\bnew\s+(?:instructions?|rules|persona|role)\s*[:!]",
-    r"\b(?:do\s+anything\s+now|jailbreak|developer\s+mode)\b",
-    r"<\|[a-z_]*\|>|<\|im_(?:start|end)\||\[/?INST\]|<</?SYS>>",
-    r"</?\s*(?:system|assistant|user|tool|instructions?)\s*>",
-    r"(?:^|\n)\s*#*\s*(?:system|assistant|developer)\s*:",
-)]
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _DELIMITER_LOOKALIKE = re.compile(
@@ -333,13 +319,21 @@ def _normalise(text: str) -> str:
     return _INVISIBLE.sub("", text)
 
 
-def looks_like_injection(text: str) -> bool:
-    """Heuristic: does ``text`` try to instruct the model (override its rules, switch its role)?
+@lru_cache(maxsize=1)
+def _injection_patterns() -> tuple[re.Pattern[str], ...]:
+    data = yaml.safe_load((PROMPTS_DIR / "guard.yaml").read_text(encoding="utf-8"))
+    return tuple(re.compile(p, re.I) for p in data["injection"])
 
-    For flagging and logging, not for blocking: quoting with :func:`as_data` is the defence.
+
+def looks_like_injection(text: str) -> bool:
+    """Heuristic: does ``text`` try to instruct the model (override its rules, switch its role, extract its
+    prompt)? The patterns are data (``prompts/guard.yaml``).
+
+    For LLM output and catalog text it flags; for a shopper's message ``assistant.guard`` keeps it out of
+    memory. Quoting with :func:`as_data` stays the defence inside prompts.
     """
     text = _normalise(text)
-    return any(p.search(text) for p in _INJECTION)
+    return any(p.search(text) for p in _injection_patterns())
 
 
 def as_data(text: str, *, label: str = "data", limit: int = 600) -> str:
