@@ -7,7 +7,7 @@ Two directions, one module:
   cannot invent a bargain or point at an article that does not exist. Every money claim counts (a
   price word a few words before a number, "50% off", "for free"), every URL and markdown link or
   image is cut (a reply is plain text; an image URL would make the shopper's browser leak data to
-  whoever wrote it: OWASP LLM02, insecure output handling), HTML tags are dropped, and a sentence
+  whoever wrote it: OWASP LLM05, improper output handling), HTML tags are dropped, and a sentence
   that repeats the system prompt (eight words in a row) is cut (LLM07, system prompt leakage).
 * **In** (``as_data``, ``looks_like_injection``): untrusted text (product descriptions, shopper
   messages) enters a prompt only as quoted, single-line, delimited data, so instructions hidden in it
@@ -204,7 +204,7 @@ def leaks_system_prompt(text: str) -> bool:
 
 def _enclosing_brackets(text: str, start: int, end: int, matched: str) -> tuple[int, int] | None:
     """The span of the brackets around a claim ("(item 0123456789)", "[$12]", "(id: 0123456789)"), if any."""
-    if matched[:1] in "([" and matched[-1:] in ")]":
+    if (matched[:1] in "([" or matched[:2] == "![") and matched[-1:] in ")]":  # brackets, markdown links/images
         return start, end
     before = re.search(r"[(\[](?P<label>[\s:#,]*(?:[a-z]+[\s.:#]*)?)$", text[:start], re.I)
     after = re.match(r"\s*[)\]]", text[end:])

