@@ -203,6 +203,25 @@ def test_unwritable_sessions_db_is_503_with_a_reason_and_nothing_half_written(
     assert "error" not in names and names[-1] == "done"
 
 
+def test_serve_refuses_an_unwritable_sessions_db_with_a_clear_line(hm_settings, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from atelier.ui.cli import app
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("uvicorn started")))
+    for name, value in {"ATELIER_HOME": hm_settings.home, "ATELIER_STORE": hm_settings.store_path,
+                        "ATELIER_DB": hm_settings.db_path, "ATELIER_ENCODER": "compact"}.items():
+        monkeypatch.setenv(name, str(value))
+    from atelier.memory.store import SessionStore
+
+    SessionStore(hm_settings.db_path)
+    monkeypatch.setattr(sqlite3, "connect", faulty_sqlite(hm_settings.db_path, "read-only"))
+    result = CliRunner().invoke(app, ["serve", "--port", "1"])
+    assert result.exit_code == 1, result.output
+    assert "read-only" in result.output and "ATELIER_DB" in result.output and "Traceback" not in result.output
+
+
 # --- row 7: secrets -------------------------------------------------------------------------------------------
 
 def test_api_key_is_masked_in_config_reprs_and_errors(monkeypatch):
