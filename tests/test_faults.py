@@ -111,12 +111,12 @@ def test_kill_9_of_ingest_leaves_a_consistent_store_that_a_rerun_completes(tmp_p
     settings = hm_settings.model_copy(update={"store": tmp_path / "store", "home": tmp_path})
     env = settings_env(settings)
     log = (tmp_path / "ingest.log").open("w")
-    proc = subprocess.Popen([*ATELIER, "ingest", str(HM), "--format", "hm", "--limit", "96", "--batch-size", "8",
+    proc = subprocess.Popen([*ATELIER, "ingest", str(HM), "--format", "hm", "--limit", "48", "--batch-size", "8",
                              "--no-predict"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        progress = [int(n) for n in re.findall(r"(\d+)/96", (tmp_path / "ingest.log").read_text())]
-        if progress and max(progress) >= 24:
+        progress = [int(n) for n in re.findall(r"(\d+)/48", (tmp_path / "ingest.log").read_text())]
+        if progress and max(progress) >= 16:
             break
         time.sleep(0.2)
     assert proc.poll() is None, (tmp_path / "ingest.log").read_text()[-2000:]
@@ -126,15 +126,15 @@ def test_kill_9_of_ingest_leaves_a_consistent_store_that_a_rerun_completes(tmp_p
 
     store = open_store(settings)
     partial = store.count()
-    assert 0 < partial < 96
+    assert 0 < partial < 48
     assert store.text.count() - store.image.count() in (-8, 0, 8)  # at most one batch half-written
     with sqlite3.connect(tmp_path / "store" / "chroma.sqlite3") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
-    report = ingest(HM, "hm", limit=96, settings=settings, progress=False, predict_missing=False, batch_size=8)
-    assert report.store_count == 96
-    assert report.skipped_unchanged >= partial - 8 and report.added <= 96 - partial + 8
-    assert open_store(settings).text.count() == open_store(settings).image.count() == 96
+    report = ingest(HM, "hm", limit=48, settings=settings, progress=False, predict_missing=False, batch_size=8)
+    assert report.store_count == 48
+    assert report.skipped_unchanged >= partial - 8 and report.added <= 48 - partial + 8
+    assert open_store(settings).text.count() == open_store(settings).image.count() == 48
 
 
 class HangingLLM:
