@@ -140,13 +140,21 @@ def test_readiness_fails_when_the_store_is_deleted_while_serving(tmp_path, hm_se
 WRITES = re.compile(r"^\s*(?:INSERT|UPDATE|DELETE|REPLACE|CREATE|ALTER|DROP)\b", re.I)
 
 
-class FullDisk(sqlite3.Connection):
-    """A connection on a disk with no space left: every write fails as SQLite reports it (SQLITE_FULL)."""
-
+class FullDiskCursor(sqlite3.Cursor):
     def execute(self, sql: str, *args):  # type: ignore[override]
         if WRITES.match(sql):
             raise sqlite3.OperationalError("database or disk is full")
         return super().execute(sql, *args)
+
+
+class FullDisk(sqlite3.Connection):
+    """A connection on a disk with no space left: every write fails as SQLite reports it (SQLITE_FULL)."""
+
+    def cursor(self, factory=FullDiskCursor):  # type: ignore[override]
+        return super().cursor(factory)
+
+    def execute(self, sql: str, *args):  # type: ignore[override]
+        return self.cursor().execute(sql, *args)
 
     def executescript(self, script: str):  # type: ignore[override]
         raise sqlite3.OperationalError("database or disk is full")
@@ -159,11 +167,35 @@ def faulty_sqlite(db_path: Path, fault: str):
     def connect(database, *args, **kwargs):
         if Path(str(database)).resolve() != target:
             return REAL_CONNECT(database, *args, **kwargs)
+        kwargs.pop("uri", None)
         if fault == "read-only":
             return REAL_CONNECT(f"file:{target}?mode=ro", *args, uri=True, **kwargs)
         return REAL_CONNECT(database, *args, factory=FullDisk, **kwargs)
 
     return connect
+
+
+def _dispose_pools() -> None:
+    from atelier.memory.database import Database
+
+    for engine in Database._engines.values():  # the same engines stay shared by every store object
+        engine.dispose()
+
+
+@pytest.fixture()
+def inject(monkeypatch):
+    """``inject(connect)``: every new sessions-DB connection uses ``connect`` (pooled ones are dropped first);
+    the real one is back, with fresh pools, after the test."""
+    import sqlite3.dbapi2  # what SQLAlchemy's pysqlite dialect calls
+
+    def use(connect) -> None:
+        monkeypatch.setattr(sqlite3, "connect", connect)
+        monkeypatch.setattr(sqlite3.dbapi2, "connect", connect)
+        _dispose_pools()
+
+    yield use
+    monkeypatch.undo()
+    _dispose_pools()
 
 
 def db_snapshot(db_path: Path, session_id: str) -> tuple:
@@ -176,11 +208,11 @@ def db_snapshot(db_path: Path, session_id: str) -> tuple:
 
 @pytest.mark.parametrize("fault, reason", [("read-only", "read-only"), ("disk-full", "full")])
 def test_unwritable_sessions_db_is_503_with_a_reason_and_nothing_half_written(
-        api, hm_settings, monkeypatch, fault, reason):
+        api, hm_settings, inject, fault, reason):
     session_id, headers = start(api)
     say(api, session_id, headers, json={"text": "black dress"})
     before = db_snapshot(hm_settings.db_path, session_id)
-    monkeypatch.setattr(sqlite3, "connect", faulty_sqlite(hm_settings.db_path, fault))
+    inject(faulty_sqlite(hm_settings.db_path, fault))
 
     assert reason in assert_error(api.post("/v1/sessions"), 503, "sessions_unavailable")
     turn = api.post(f"/v1/sessions/{session_id}/messages", headers=headers, json={"text": "in red instead"})
@@ -196,14 +228,14 @@ def test_unwritable_sessions_db_is_503_with_a_reason_and_nothing_half_written(
     assert ready.status_code == 503 and reason in ready.json()["database"]["detail"]
     assert "ATELIER_DB" in ready.json()["database"]["detail"] and str(hm_settings.db_path) not in ready.text
 
-    monkeypatch.setattr(sqlite3, "connect", REAL_CONNECT)
+    inject(REAL_CONNECT)
     assert db_snapshot(hm_settings.db_path, session_id) == before
     assert api.get("/readyz").status_code == 200
     names = [name for name, _ in say(api, session_id, headers, json={"text": "in red instead"})]
     assert "error" not in names and names[-1] == "done"
 
 
-def test_serve_refuses_an_unwritable_sessions_db_with_a_clear_line(hm_settings, monkeypatch):
+def test_serve_refuses_an_unwritable_sessions_db_with_a_clear_line(hm_settings, monkeypatch, inject):
     import uvicorn
     from typer.testing import CliRunner
 
@@ -216,7 +248,7 @@ def test_serve_refuses_an_unwritable_sessions_db_with_a_clear_line(hm_settings, 
     from atelier.memory.store import SessionStore
 
     SessionStore(hm_settings.db_path)
-    monkeypatch.setattr(sqlite3, "connect", faulty_sqlite(hm_settings.db_path, "read-only"))
+    inject(faulty_sqlite(hm_settings.db_path, "read-only"))
     result = CliRunner().invoke(app, ["serve", "--port", "1"])
     assert result.exit_code == 1, result.output
     assert "read-only" in result.output and "ATELIER_DB" in result.output and "Traceback" not in result.output
