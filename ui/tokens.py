@@ -33,9 +33,14 @@ TOUCH_EVERY_S = 60.0
 
 
 class TokenCheck(Enum):
+    """The answer of ``TokenStore.check``; true only when the token opens the session."""
+
     OK = "ok"
     WRONG = "wrong"
     EXPIRED = "expired"
+
+    def __bool__(self) -> bool:
+        return self is TokenCheck.OK
 
 
 def hash_token(token: str) -> str:
