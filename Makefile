@@ -30,7 +30,7 @@ test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not browser and not server" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not browser and not server and not slow" $(PYTEST_ARGS)
 
 ingest: install
 	$(BIN)/atelier ingest $(CATALOG) --format $(FORMAT) --if-empty

@@ -4,7 +4,11 @@ Two directions, one module:
 
 * **Out** (``ground_reply``, ``GroundedStream``): a reply may only state product ids and prices that
   the shown results (or tool facts) support. Anything else is cut out, so a small or misled model
-  cannot invent a bargain or point at an article that does not exist.
+  cannot invent a bargain or point at an article that does not exist. Every money claim counts (a
+  price word a few words before a number, "50% off", "for free"), every URL and markdown link or
+  image is cut (a reply is plain text; an image URL would make the shopper's browser leak data to
+  whoever wrote it: OWASP LLM05, improper output handling), HTML tags are dropped, and a sentence
+  that repeats the system prompt (eight words in a row) is cut (LLM07, system prompt leakage).
 * **In** (``as_data``, ``looks_like_injection``): untrusted text (product descriptions, shopper
   messages) enters a prompt only as quoted, single-line, delimited data, so instructions hidden in it
   read as content rather than as orders.
@@ -19,13 +23,17 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, Field
 
 from atelier.tools.schema import SearchResult
+from atelier.tools.settings import PROMPTS_DIR
 
-__all__ = ["GroundedReply", "GroundedStream", "as_data", "ground_reply", "looks_like_injection", "sanitize"]
+__all__ = ["GroundedReply", "GroundedStream", "as_data", "ground_reply", "leaks_system_prompt", "looks_like_injection",
+           "sanitize"]
 
 
 class GroundedReply(BaseModel):
@@ -44,12 +52,25 @@ _CUR_BEFORE = r"(?:US\$|\$|€|£|¥|₹|\bRs\.?|\bUSD|\bEUR|\bGBP|\bSEK|\bINR)"
 _CUR_AFTER = r"\s?(?:[$€£]|(?:USD|EUR|GBP|SEK|INR|kr|dollars?|euros?|pounds?|bucks|rupees?)\b)"
 _PRICE_WORD = r"\b(?:prices?|priced(?:\s+at)?|costs?|costing|retails?\s+(?:for|at)|sells?\s+for|on\s+sale\s+for)\b"
 
+_NOT_MONEY = r"(?!\s*(?:%|percent|pieces|pcs|items|colours|colors|sizes))"
 _PRICE_PATTERNS = [
     re.compile(rf"{_CUR_BEFORE}\s?(?P<num>{_NUM})(?![\d])"),
     re.compile(rf"(?<![\d.,$€£¥₹])(?P<num>{_NUM}){_CUR_AFTER}"),
-    re.compile(rf"{_PRICE_WORD}[\s:]*(?:is\s+|of\s+|at\s+|just\s+|only\s+|about\s+|around\s+)*"
-               rf"(?P<num>{_NUM})(?![\d])(?!\s*(?:%|percent|pieces|pcs|items|colours|colors|sizes))", re.I),
+    re.compile(rf"{_PRICE_WORD}(?:[\s:]+(?![\d])[\w'’-]+){{0,3}}?[\s:]+"
+               rf"(?P<num>{_NUM})(?![\d]){_NOT_MONEY}", re.I),
+    re.compile(rf"(?<![\d.,])(?P<num>{_NUM})\s+(?:is|as|was)\s+(?:the\s+|a\s+|its\s+|their\s+)?"
+               rf"(?:new\s+|final\s+|sale\s+|real\s+)?(?:price|cost)\b", re.I),
 ]
+_MONEY_PHRASES = re.compile(
+    r"\b(?:for\s+free|free\s+of\s+charge|(?:is|are)\s+(?:now\s+)?free\b|free\s+(?:shipping|delivery|returns?)|"
+    r"\d{1,3}\s?(?:%|percent)\s+(?:off|discount)|half[-\s]price|discount(?:ed|s)?|coupons?|vouchers?|"
+    r"promo(?:tion(?:al)?)?\s+codes?|clearance)\b", re.I)
+_LINKS = re.compile(
+    r"!?\[[^\]\n]{0,200}\]\([^)\n]{0,2000}\)"
+    r"|\b(?:https?|ftp|file|data|javascript|vbscript):[^\s<>\"')\]]+"
+    r"|\bwww\.[^\s<>\"')\]]+", re.I)
+_HTML_TAG = re.compile(r"<!--.*?-->|</?[a-zA-Z][a-zA-Z0-9-]*(?:\s[^<>]{0,500})?/?>", re.S)
+_LEAK_WORDS = 8
 _ID_WORD = (r"(?:\b(?:ids?|sku|article|item|product|style|ref(?:erence)?)(?:\s+(?:id|no\.?|number|code|#))?"
             r"\s*[:#]?\s*#?|#\s*)")
 _ID_PATTERNS = [
@@ -94,6 +115,7 @@ class _Grounder:
         self.budgets = sorted(_numbers(user_text))
         self.ids = {r.id.lstrip("0") for r in results} | _digits(r.title for r in results) | _digits(facts) \
             | _digits(user_text)
+        self.facts_text = " ".join(facts).lower()
 
     def claims(self, text: str) -> list[tuple[int, int, str]]:
         """Unsupported claims as (start, end, matched text), earliest first, never overlapping."""
@@ -104,6 +126,10 @@ class _Grounder:
                 supported = _price_ok(value, self.prices) or (
                     bool(_BUDGET_WORDS.search(text[:m.start()])) and _price_ok(value, self.budgets))
                 spans.append((m.start(), m.end(), m.group(), supported))
+        for m in _MONEY_PHRASES.finditer(text):
+            spans.append((m.start(), m.end(), m.group(), m.group().lower() in self.facts_text))
+        for m in _LINKS.finditer(text):
+            spans.append((m.start(), m.end(), m.group(), False))
         taken = [(s, e) for s, e, _, _ in spans]
         for pattern in _ID_PATTERNS:
             for m in pattern.finditer(text):
@@ -131,9 +157,13 @@ class _Grounder:
         its whole sentence with it, because "costs $12" minus "$12" leaves a sentence that is
         ungrammatical or still wrong. Leading and trailing whitespace are kept for streaming.
         """
-        removed: list[str] = []
+        removed = [m.group() for m in _HTML_TAG.finditer(text)]
+        text = _HTML_TAG.sub("", text) if removed else text
         kept: list[str] = []
         for sentence in _sentences(text):
+            if leaks_system_prompt(sentence):
+                removed.append(sentence.strip())
+                continue
             claims = self.claims(sentence)
             if not claims:
                 kept.append(sentence)
@@ -151,9 +181,30 @@ class _Grounder:
         return "".join(kept), removed
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", _normalise(text).lower())
+
+
+@lru_cache(maxsize=1)
+def _system_prompt_shingles() -> frozenset[tuple[str, ...]]:
+    words = _words((PROMPTS_DIR / "system.md").read_text(encoding="utf-8"))
+    return frozenset(tuple(words[i:i + _LEAK_WORDS]) for i in range(len(words) - _LEAK_WORDS + 1))
+
+
+def leaks_system_prompt(text: str) -> bool:
+    """Does ``text`` repeat ``_LEAK_WORDS`` consecutive words of the system prompt (``prompts/system.md``)?
+
+    Eight words in a row do not happen by chance in a shopping reply, and paraphrase-level leaks carry
+    little: the rules hold no secret, but echoing them invites the next jailbreak to quote them back.
+    """
+    words = _words(text)
+    shingles = _system_prompt_shingles()
+    return any(tuple(words[i:i + _LEAK_WORDS]) in shingles for i in range(len(words) - _LEAK_WORDS + 1))
+
+
 def _enclosing_brackets(text: str, start: int, end: int, matched: str) -> tuple[int, int] | None:
     """The span of the brackets around a claim ("(item 0123456789)", "[$12]", "(id: 0123456789)"), if any."""
-    if matched[:1] in "([" and matched[-1:] in ")]":
+    if (matched[:1] in "([" or matched[:2] == "![") and matched[-1:] in ")]":  # brackets, markdown links/images
         return start, end
     before = re.search(r"[(\[](?P<label>[\s:#,]*(?:[a-z]+[\s.:#]*)?)$", text[:start], re.I)
     after = re.match(r"\s*[)\]]", text[end:])
@@ -257,21 +308,6 @@ class GroundedStream(Iterator[str]):
 
 # --- untrusted text going into prompts ----------------------------------------------------------
 
-_INJECTION = [re.compile(p, re.I) for p in (
-    r"\b(?:ignore|disregard|forget|override|skip|bypass)\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|preceding|"
-    r"all|any|your|the|these|those|system)\b[^.\n]{0,20}?\b(?:instructions?|prompts?|rules|directions|guidelines|"
-    r"messages?|context)\b",
-    r"\b(?:system|developer|hidden|initial|original)\s+(?:prompt|message|instructions?)\b",
-    r"\b(?:reveal|print|show|repeat|leak)\b[^.\n]{0,30}\b(?:prompt|instructions)\b",
-    r"\byou\s+are\s+(?:now|no\s+longer)\b",
-    r"\bfrom\s+now\s+on,?\s+(?:you|act|respond|reply|answer)\b",
-    r"\bpretend\s+(?:to\s+be|you\s+are|that\s+you)\b",
-    r"\bnew\s+(?:instructions?|rules|persona|role)\s*[:!]",
-    r"\b(?:do\s+anything\s+now|jailbreak|developer\s+mode)\b",
-    r"<\|[a-z_]*\|>|<\|im_(?:start|end)\||\[/?INST\]|<</?SYS>>",
-    r"</?\s*(?:system|assistant|user|tool|instructions?)\s*>",
-    r"(?:^|\n)\s*#*\s*(?:system|assistant|developer)\s*:",
-)]
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _DELIMITER_LOOKALIKE = re.compile(
@@ -283,13 +319,21 @@ def _normalise(text: str) -> str:
     return _INVISIBLE.sub("", text)
 
 
-def looks_like_injection(text: str) -> bool:
-    """Heuristic: does ``text`` try to instruct the model (override its rules, switch its role)?
+@lru_cache(maxsize=1)
+def _injection_patterns() -> tuple[re.Pattern[str], ...]:
+    data = yaml.safe_load((PROMPTS_DIR / "guard.yaml").read_text(encoding="utf-8"))
+    return tuple(re.compile(p, re.I) for p in data["injection"])
 
-    For flagging and logging, not for blocking: quoting with :func:`as_data` is the defence.
+
+def looks_like_injection(text: str) -> bool:
+    """Heuristic: does ``text`` try to instruct the model (override its rules, switch its role, extract its
+    prompt)? The patterns are data (``prompts/guard.yaml``).
+
+    For LLM output and catalog text it flags; for a shopper's message ``assistant.guard`` keeps it out of
+    memory. Quoting with :func:`as_data` stays the defence inside prompts.
     """
     text = _normalise(text)
-    return any(p.search(text) for p in _INJECTION)
+    return any(p.search(text) for p in _injection_patterns())
 
 
 def as_data(text: str, *, label: str = "data", limit: int = 600) -> str:

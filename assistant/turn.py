@@ -21,6 +21,7 @@ from PIL import Image
 from atelier.assistant.agent_tools import TextVectors, ToolContext
 from atelier.assistant.events import (DoneEvent, Event, MemoryEvent, ProductsEvent, StatusEvent, TextDeltaEvent,
     error_event)
+from atelier.assistant.guard import Verdict, screen
 from atelier.assistant.handlers import HANDLERS
 from atelier.assistant.parser import ParseContext, TurnParser
 from atelier.assistant.replies import item_text, render
@@ -112,6 +113,10 @@ class Assistant:
             record.image = image_ref
             intent = self.parser.parse(message or "", self._parse_context(memory, picture))
             record.intent = intent.model_dump(mode="json", exclude_defaults=True)
+            verdict = screen(message or "", intent, has_image=picture is not None)
+            if verdict is not None:
+                yield from self._refuse(memory, record, verdict, started)
+                return
             update = apply_turn(memory, intent, image_key=image_key, image_path=self.uploads.path(image_key))
             focus = memory.focus
             ctx = self.context(memory, picture)
@@ -158,6 +163,22 @@ class Assistant:
         memory = self._finish(memory, record, started, replay)
         yield MemoryEvent(memory=memory.model_dump(mode="json"))
         yield DoneEvent(session_id=memory.session_id, reply=reply, turn=memory.turn)
+
+    def _refuse(self, memory: SessionMemory, record: TurnRecord, verdict: Verdict, started: float) -> Iterator[Event]:
+        """A message the guard kept out of memory: its fixed reply, and a memory that changes only its turn
+        counter (so the log stays numbered 1..N)."""
+        record.intent["guard"] = verdict.kind
+        record.reply = verdict.reply
+        yield TextDeltaEvent(text=verdict.reply)
+
+        def replay(fresh: SessionMemory) -> None:
+            fresh.turn += 1
+            record.turn = fresh.turn
+
+        memory.turn += 1
+        memory = self._finish(memory, record, started, replay)
+        yield MemoryEvent(memory=memory.model_dump(mode="json"))
+        yield DoneEvent(session_id=memory.session_id, reply=verdict.reply, turn=memory.turn)
 
     def ask(self, session_id: str | None, message: str, image: Any = None) -> list[Event]:
         """A whole turn as a list (tests, CLI ``ask``)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Engine, Index, MetaData, Table, create_engine, event, inspect, text
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.schema import CreateIndex
+
+from atelier.tools.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -145,14 +148,56 @@ class Database:
         conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{clause}'))
 
 
+def database_problem(exc: BaseException) -> str | None:
+    """What is wrong with the sessions database, in words a shopper or operator can act on, when ``exc`` (or
+    what caused it) is a database error; ``None`` otherwise. Never a path: the error text stays in the log."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        original = getattr(current, "orig", None)  # SQLAlchemy wraps the driver's error
+        if isinstance(current, (sqlite3.Error, DBAPIError)) or isinstance(original, sqlite3.Error):
+            text = str(original or current).lower()
+            for words, problem in DATABASE_PROBLEMS:
+                if any(w in text for w in words):
+                    return problem
+            return "the sessions database failed"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+DATABASE_PROBLEMS = [
+    (("readonly", "read-only"), "the sessions database is read-only"),
+    (("disk is full", "disk full"), "the disk holding the sessions database is full"),
+    (("unable to open",), "the sessions database cannot be opened"),
+    (("locked", "busy"), "the sessions database is busy"),
+]
+
+
+class SessionStoreUnavailable(UnavailableError):
+    """The sessions database cannot be read or written (read-only, disk full, missing folder): a 503 whose
+    message says which, so the operator knows what to fix and the shopper that retrying now will not help."""
+
+    code = "sessions_unavailable"
+
+    def __init__(self, cause: BaseException) -> None:
+        self.problem = database_problem(cause) or "the sessions database failed"
+        super().__init__(f"{self.problem}: {cause}",
+                         public_message=f"Sorry, I cannot save this conversation right now: {self.problem}. "
+                                        "Please try again later.")
+
+
 def retrying(action: Callable[[], T], *, attempts: int = 8, retry_on: tuple[type[BaseException], ...] = (),
              base_delay: float = 0.005) -> T:
-    """Run ``action``, retrying on ``retry_on`` (and transient database errors) with jittered backoff."""
+    """Run ``action``, retrying on ``retry_on`` (and transient database errors) with jittered backoff; a
+    database error that retrying cannot cure (read-only, disk full) becomes ``SessionStoreUnavailable``."""
     for attempt in range(1, attempts + 1):
         try:
             return action()
         except retry_on + (OperationalError,) as exc:
             if attempt == attempts or not (isinstance(exc, retry_on) or transient(exc)):
+                if isinstance(exc, OperationalError) and not isinstance(exc, retry_on):
+                    raise SessionStoreUnavailable(exc) from exc
                 raise
             time.sleep(base_delay * (2 ** min(attempt, 6)) * random.uniform(0.5, 1.5))
     raise AssertionError("unreachable")

@@ -195,6 +195,15 @@ class SessionStore:
         """Store ``memory`` (raises ``VersionConflict`` if the session changed since it was loaded)."""
         self.commit(memory)
 
+    def delete(self, session_id: str) -> bool:
+        """Erase a session's memory and turn log in one transaction; ``False`` if there was none."""
+        def once() -> bool:
+            with self.db.engine.begin() as conn:
+                conn.execute(TURNS.delete().where(TURNS.c.session_id == session_id))
+                return conn.execute(SESSIONS.delete().where(SESSIONS.c.id == session_id)).rowcount > 0
+
+        return retrying(once)
+
     def log(self, record: TurnRecord) -> None:
         """Append a record without changing the memory (its seq still taken under the session's row lock)."""
         def once() -> None:

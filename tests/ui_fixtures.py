@@ -98,6 +98,9 @@ class FakeAssistant:
     def history(self, session_id: str) -> list[dict]:
         return self.sessions[session_id]["history"]
 
+    def delete_session(self, session_id: str) -> None:
+        self.sessions.pop(session_id, None)
+
     def memory(self, session_id: str) -> dict:
         return self.sessions[session_id]["memory"]
 
@@ -123,13 +126,15 @@ def _sample_ids() -> frozenset[str]:
 class ServerThread:
     """uvicorn serving an ASGI app on a free port in a background thread; ``stop()`` shuts it down."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, **options) -> None:
+        """``options`` go to ``uvicorn.Config`` (e.g. ``ui.api.server_options``: which proxies to believe)."""
         import uvicorn
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        options = {"proxy_headers": False, **options}
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="off"))
+                                                    lifespan="off", **options))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> "ServerThread":

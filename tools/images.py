@@ -23,6 +23,13 @@ class ImageError(InputError):
     code = "bad_image"
 
 
+class ImageTooLarge(ImageError):
+    """Too many bytes or pixels (a decompression bomb included): the client should send a smaller photo."""
+
+    code = "payload_too_large"
+    status = 413
+
+
 def resolve_image_ref(ref: str, base: Path | None = None) -> Path:
     """Turn a catalog image reference (relative path, absolute path or file:// URL) into a path."""
     if ref.startswith("file://"):
@@ -55,24 +62,30 @@ def load_image(source: str | Path | bytes, max_bytes: int | None = None, max_pix
     if not data:
         raise ImageError("the image is empty")
     if len(data) > max_bytes:
-        raise ImageError(f"the image is too large ({len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB)")
+        raise ImageTooLarge(f"the image is too large ({len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB)")
     try:
         with Image.open(io.BytesIO(data)) as probe:
             fmt = probe.format
             width, height = probe.size
-            probe.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            if width * height <= max_pixels:
+                probe.verify()
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge("the image is too large (its header claims more pixels than Atelier decodes)") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError("this file is not a readable image (JPEG, PNG, WebP, GIF or BMP)") from exc
     if fmt not in ALLOWED_FORMATS:
         raise ImageError(f"unsupported image type {fmt}; use JPEG, PNG, WebP, GIF or BMP")
     if width * height > max_pixels:
-        raise ImageError(f"the image is too large ({width}x{height} pixels)")
+        raise ImageTooLarge(f"the image is too large ({width}x{height} pixels; the limit is "
+                            f"{max_pixels / 1e6:.0f} megapixels)")
     try:
         image = Image.open(io.BytesIO(data))
         if max_side is not None:
             image.draft("RGB", (max_side, max_side))
         image.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge("the image is too large (more pixels than Atelier decodes)") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"the image is corrupt and could not be decoded ({exc.__class__.__name__})") from exc
     image = image.convert("RGB")
     if max_side is not None and max(image.size) > max_side:

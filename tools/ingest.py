@@ -107,7 +107,7 @@ def ingest(path: str | Path, fmt: str, *, limit: int | None = None, batch_size: 
     """
     settings = settings or get_settings()
     encoder = encoder or load_encoder(settings.encoder)
-    store = store or ProductStore.open(encoder.name, encoder.dim, settings)
+    store = store or ProductStore.open(encoder.name, encoder.dim, settings, create=True)
     rejects_path = rejects_path or settings.home / "rejects" / f"{Path(path).name or 'catalog'}-{fmt}.jsonl"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     report = IngestReport(catalog=str(path), format=fmt, rejects_file=str(rejects_path))

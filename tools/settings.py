@@ -12,7 +12,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OFFLINE_DEFAULTS = {
@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     llm: str = Field("none", description="LLM backend: none | local | openai.")
     llm_base_url: str = Field("http://127.0.0.1:11434/v1", description="OpenAI-compatible endpoint.")
     llm_model: str = Field("gpt-4o-mini", description="Model name sent to the OpenAI-compatible endpoint.")
-    llm_api_key: str = Field("not-needed", description="API key for the OpenAI-compatible endpoint.")
+    llm_api_key: SecretStr = Field(SecretStr("not-needed"),
+                                   description="API key for the OpenAI-compatible endpoint (masked when shown).")
     llm_max_tokens: int = 256
     parser: str = Field("rules", description="Turn parser: rules | llm (the LLM fills the TurnIntent as structured "
                                              "output; needs ATELIER_LLM=openai; any error falls back to the rules).")
@@ -79,6 +80,12 @@ class Settings(BaseSettings):
     max_image_pixels: int = 40_000_000
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     rate_limit_per_minute: int = 120
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="Addresses whose X-Forwarded-For / X-Forwarded-Proto are believed "
+                                          "(the reverse proxy in front); none by default, so a client cannot "
+                                          "pick its own rate-limit key.")
+    session_token_days: float = Field(30.0, description="A session token expires this many days after its last "
+                                                        "use; 0 keeps tokens forever.")
     device: str = "cpu"
 
     @property

@@ -13,15 +13,16 @@ encoder fails with a clear message instead of returning nonsense.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
 
-from atelier.tools.errors import UnavailableError
+from atelier.tools.errors import AtelierError, UnavailableError
 from atelier.tools.schema import Product
 from atelier.tools.settings import Settings, get_settings
 
@@ -34,6 +35,26 @@ class StoreError(UnavailableError):
     """The store cannot serve this request; the message says what to do."""
 
     code = "store_unavailable"
+    public_message = "The catalog is unavailable right now; please try again in a moment."
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def unavailable_on_failure(method: F) -> F:
+    """A Chroma call that fails (server stopped, connection reset, store file gone) raises ``StoreError``, so a
+    turn ends with a clear ``store_unavailable`` event instead of an internal error; the next call simply
+    tries again, so a restarted server is picked up without restarting Atelier."""
+    @functools.wraps(method)
+    def guarded(self: "ProductStore", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (AtelierError, TypeError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - chromadb and httpx raise many unrelated types
+            raise StoreError(f"the product store failed in {method.__name__}: {type(exc).__name__}: {exc}") from exc
+
+    return guarded  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -65,20 +86,30 @@ def product_from_metadata(meta: dict[str, Any]) -> Product:
 class ProductStore:
     """Products with their text and image embeddings, in Chroma."""
 
-    def __init__(self, client: Any, prefix: str, encoder_name: str, dim: int) -> None:
+    def __init__(self, client: Any, prefix: str, encoder_name: str, dim: int, create: bool = True) -> None:
         self.client = client
         self.encoder_name = encoder_name
         self.dim = dim
-        self.text = self._collection(f"{prefix}_text")
-        self.image = self._collection(f"{prefix}_image")
+        self.text = self._collection(f"{prefix}_text", create)
+        self.image = self._collection(f"{prefix}_image", create)
         self._check_encoder(self.text)
 
     @classmethod
-    def open(cls, encoder_name: str, dim: int, settings: Settings | None = None) -> "ProductStore":
+    def open(cls, encoder_name: str, dim: int, settings: Settings | None = None,
+             create: bool = False) -> "ProductStore":
+        """The configured store. Only ingestion passes ``create``: a server pointed at a wrong or deleted
+        store must say so at startup, not answer every shopper with "nothing matches" from an empty one."""
         settings = settings or get_settings()
-        return cls(make_client(settings), settings.collection_prefix, encoder_name, dim)
+        return cls(make_client(settings, create), settings.collection_prefix, encoder_name, dim, create)
 
-    def _collection(self, name: str) -> Any:
+    def _collection(self, name: str, create: bool) -> Any:
+        if not create:
+            try:
+                return self.client.get_collection(name=name, embedding_function=None)
+            except Exception as exc:  # chromadb raises NotFoundError / ValueError, or a transport error
+                raise StoreError(f"the product store has no collection {name!r} ({exc.__class__.__name__}); "
+                                 f"check ATELIER_STORE / ATELIER_CHROMA_URL / ATELIER_COLLECTION_PREFIX "
+                                 f"or build the catalog with `atelier ingest`") from exc
         return self.client.get_or_create_collection(
             name=name,
             embedding_function=None,
@@ -95,9 +126,11 @@ class ProductStore:
                 f"set ATELIER_ENCODER={built} or ingest into a new store (ATELIER_STORE=...)"
             )
 
+    @unavailable_on_failure
     def count(self) -> int:
         return min(self.text.count(), self.image.count())
 
+    @unavailable_on_failure
     def upsert(self, products: Sequence[Product], hashes: Sequence[str], text_vectors: np.ndarray,
                image_vectors: np.ndarray) -> None:
         """Write products to both collections (idempotent by id: re-running never duplicates)."""
@@ -110,6 +143,7 @@ class ProductStore:
         self.text.upsert(ids=ids, embeddings=np.asarray(text_vectors, np.float32), metadatas=metas, documents=docs)
         self._mark(uuid.uuid4().hex)
 
+    @unavailable_on_failure
     def revision(self) -> str:
         """Changes on every write (``writing:...`` while one is under way or was interrupted); a store written
         before revisions existed gets one stamped now."""
@@ -119,6 +153,7 @@ class ProductStore:
             return self.revision()
         return str(meta["revision"])
 
+    @unavailable_on_failure
     def bump_revision(self) -> None:
         """Declare the store changed (for writers that bypass ``upsert``, such as bulk loaders)."""
         self._mark(uuid.uuid4().hex)
@@ -128,6 +163,7 @@ class ProductStore:
         meta["revision"] = revision
         self.text.modify(metadata=meta)
 
+    @unavailable_on_failure
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         """Hashes of the ids present in *both* collections (an item half-written by a crash counts as absent)."""
         if not ids:
@@ -138,6 +174,7 @@ class ProductStore:
             got.append({i: (m or {}).get("content_hash", "") for i, m in zip(rows["ids"], rows["metadatas"])})
         return {i: h for i, h in got[0].items() if got[1].get(i) == h}
 
+    @unavailable_on_failure
     def get(self, ids: Sequence[str]) -> list[Product]:
         """Products by id, in the order asked; unknown ids are skipped."""
         if not ids:
@@ -150,6 +187,7 @@ class ProductStore:
         found = self.get([product_id])
         return found[0] if found else None
 
+    @unavailable_on_failure
     def vectors(self, ids: Sequence[str], kind: str = "image") -> dict[str, np.ndarray]:
         """Stored embeddings by id (``kind`` is "image" or "text")."""
         if not ids:
@@ -158,6 +196,7 @@ class ProductStore:
         rows = collection.get(ids=list(ids), include=["embeddings"])
         return {i: np.asarray(e, dtype=np.float32) for i, e in zip(rows["ids"], rows["embeddings"])}
 
+    @unavailable_on_failure
     def query(self, vector: np.ndarray, kind: str = "text", where: dict[str, Any] | None = None,
               k: int = 50) -> list[Hit]:
         """Nearest products to ``vector`` in the text or image collection, honouring ``where``."""
@@ -185,12 +224,17 @@ class ProductStore:
         """(id, metadata, document) for every product, in pages."""
         offset = 0
         while True:
-            rows = self.text.get(include=["metadatas", "documents"], limit=batch, offset=offset)
+            rows = self._page(batch, offset)
             if not rows["ids"]:
                 return
             yield from zip(rows["ids"], rows["metadatas"], rows["documents"])
             offset += len(rows["ids"])
 
+    @unavailable_on_failure
+    def _page(self, batch: int, offset: int) -> dict[str, Any]:
+        return self.text.get(include=["metadatas", "documents"], limit=batch, offset=offset)
+
+    @unavailable_on_failure
     def delete(self, ids: Sequence[str]) -> None:
         self._mark(WRITING + uuid.uuid4().hex)
         for collection in (self.text, self.image):
@@ -198,8 +242,9 @@ class ProductStore:
         self._mark(uuid.uuid4().hex)
 
 
-def make_client(settings: Settings) -> Any:
-    """A Chroma client: HTTP when ``chroma_url`` is set, else embedded at ``store_path``."""
+def make_client(settings: Settings, create: bool = True) -> Any:
+    """A Chroma client: HTTP when ``chroma_url`` is set, else embedded at ``store_path`` (made only if
+    ``create``)."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
@@ -211,15 +256,18 @@ def make_client(settings: Settings) -> Any:
                                        ssl=url.scheme == "https", settings=chroma_settings)
         except Exception as exc:  # chromadb raises plain Exception/ValueError when the server is down
             raise StoreError(f"cannot reach the Chroma server at {settings.chroma_url}: {exc}") from exc
+    if not create and not (settings.store_path / "chroma.sqlite3").is_file():
+        raise StoreError(f"no product store at ATELIER_STORE={settings.store_path}; build one with "
+                         f"`atelier ingest CATALOG` or point ATELIER_STORE at an existing store")
     settings.store_path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(settings.store_path), settings=chroma_settings)
 
 
-def open_store(settings: Settings | None = None) -> ProductStore:
+def open_store(settings: Settings | None = None, create: bool = False) -> ProductStore:
     """The configured store, with the configured encoder's name and dimension."""
     from atelier.tools.encoders import load_encoder
 
     settings = settings or get_settings()
     encoder = load_encoder(settings.encoder)
-    return ProductStore.open(encoder.name, encoder.dim, settings)
+    return ProductStore.open(encoder.name, encoder.dim, settings, create)
 

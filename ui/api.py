@@ -3,7 +3,8 @@ feedback, forgetting memory items, catalog products and photos, and the embeddab
 
 ``create_app()`` builds the app for the active settings; ``atelier serve`` runs it with uvicorn, as an app
 factory so that ``--workers N`` starts N processes, each building its own app from the environment.
-Every failure is JSON ``{"error": {"code", "message"}}`` (see ``ui.errors``).
+Every failure is JSON ``{"error": {"code", "message"}}`` (see ``ui.errors``); every response carries
+the security headers of ``ui.headers``; ``/healthz`` is liveness and ``/readyz`` readiness (``ui.health``).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from atelier.assistant.events import Event
 from atelier.assistant.runtime import Runtime
 from atelier.memory.update import FeedbackKind, MemoryKind
 from atelier.tools.schema import Product
@@ -29,10 +31,12 @@ from atelier.tools.settings import Settings, apply_offline_defaults, get_setting
 from atelier.ui import backend
 from atelier.ui.backend import AssistantLike
 from atelier.ui.concurrency import TurnScheduler
-from atelier.ui.errors import APIError, install_error_handlers
+from atelier.ui.errors import ERROR_RESPONSES, APIError, install_error_handlers
+from atelier.ui.headers import SecurityHeaders, page_csp
+from atelier.ui.health import Readiness, readiness
 from atelier.ui.ratelimit import SharedRateLimiter, retry_after
 from atelier.ui.sse import public_memory, public_payload, stream_events
-from atelier.ui.tokens import TokenStore
+from atelier.ui.tokens import TokenCheck, TokenStore
 from atelier.ui.uploads import MessageIn, read_message
 
 log = logging.getLogger("atelier.api")
@@ -113,6 +117,11 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class SessionDeleted(BaseModel):
+    ok: bool = True
+    session_id: str
+
+
 Catalog = Callable[[str], Product | None]
 
 
@@ -125,11 +134,20 @@ class Services:
         self.settings = settings
         self.runtime = runtime or Runtime(settings)
         self._catalog = catalog
-        self.tokens = TokenStore(settings.db_url)
+        self.tokens = TokenStore(settings.db_url, lifetime=settings.session_token_days * 86_400)
         self.limiter = SharedRateLimiter(settings.db_url, settings.rate_limit_per_minute)
         self.scheduler = TurnScheduler.from_settings(settings)
         self._assistant = assistant
         self._build_lock = threading.Lock()
+
+    def readiness(self) -> Readiness:
+        """``ui.health.readiness`` on the runtime's store (the one turns search); when the runtime cannot
+        build it, readiness opens the store itself to say why."""
+        try:
+            store = self.runtime.search.store
+        except Exception:  # noqa: BLE001 - readiness reports it
+            store = None
+        return readiness(self.settings, store)
 
     @property
     def assistant(self) -> AssistantLike:
@@ -180,10 +198,16 @@ def session_access(session_id: str, request: Request, svc: Services = Depends(se
     if scheme.lower() != "bearer" or not token.strip():
         raise APIError(401, "unauthorized", "this session needs its token: Authorization: Bearer <token>",
                        headers={"WWW-Authenticate": "Bearer"})
-    if not svc.tokens.check(session_id, token.strip()):
+    check = svc.tokens.check(session_id, token.strip())
+    if check is TokenCheck.EXPIRED:
+        raise APIError(401, "token_expired", "this session's token has expired; start a new session",
+                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if check is not TokenCheck.OK:
         raise APIError(403, "forbidden", "this token does not open this session")
     return session_id
 
+
+EVENT_TYPES = tuple(cls.model_fields["type"].default for cls in get_args(get_args(Event)[0]))
 
 MESSAGE_BODY = {
     "requestBody": {
@@ -199,11 +223,16 @@ MESSAGE_BODY = {
     "responses": {"200": {
         "description": "Server-Sent Events, one per assistant event: `event:` is the type "
                        "(status, tool_call, products, text_delta, memory, error, done), `data:` its JSON.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": {
+            "type": "object", "required": ["event", "data"],
+            "description": "One Server-Sent Event: its type and its JSON payload.",
+            "properties": {"event": {"type": "string", "enum": list(EVENT_TYPES)},
+                           "data": {"type": "string", "contentMediaType": "application/json"}},
+        }}},
     }},
 }
 
-api = APIRouter(prefix="/v1", dependencies=[Depends(rate_limit)])
+api = APIRouter(prefix="/v1", dependencies=[Depends(rate_limit)], responses=ERROR_RESPONSES)
 
 
 @api.post("/sessions", response_model=SessionCreated, status_code=201, tags=["sessions"])
@@ -219,6 +248,18 @@ def read_session(session_id: str = Depends(session_access), svc: Services = Depe
     view = backend.session_view(svc.assistant, session_id)
     return SessionOut(session_id=session_id, history=[HistoryItem.of(h) for h in view.history],
                       memory=public_memory(view.memory))
+
+
+@api.delete("/sessions/{session_id}", response_model=SessionDeleted, tags=["sessions"])
+async def delete_session(session_id: str = Depends(session_access),
+                         svc: Services = Depends(services)) -> SessionDeleted:
+    """End a session for good: its token stops working at once and its memory and turn log are erased."""
+    def work() -> None:
+        svc.tokens.revoke(session_id)
+        backend.delete_session(svc.assistant, svc.settings, session_id)
+
+    await svc.scheduler.run(session_id, work)
+    return SessionDeleted(session_id=session_id)
 
 
 @api.post("/sessions/{session_id}/messages", tags=["sessions"], response_class=StreamingResponse,
@@ -291,6 +332,16 @@ def serve_app() -> FastAPI:
     return create_app(warm=True)
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn options that believe ``X-Forwarded-For`` / ``-Proto`` only from ``settings.trusted_proxies``.
+
+    uvicorn trusts them from 127.0.0.1 by default, so any local client (or a proxy that passes the
+    header through) could pick its own address and walk around the rate limit (OWASP API4).
+    """
+    proxies = ",".join(settings.trusted_proxies)
+    return {"proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or None}
+
+
 def create_app(assistant: AssistantLike | None = None, settings: Settings | None = None,
                catalog: Catalog | None = None, runtime: Runtime | None = None, warm: bool = False) -> FastAPI:
     """The API for ``settings`` (default: the active ones).
@@ -314,16 +365,28 @@ def create_app(assistant: AssistantLike | None = None, settings: Settings | None
     app.state.services = svc
     install_error_handlers(app)
 
+    demo_html = (STATIC / "demo.html").read_text(encoding="utf-8")
+    app.add_middleware(SecurityHeaders, pages={"/demo": page_csp(demo_html)})
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                        allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],
                        expose_headers=["Retry-After"])
     app.include_router(api)
     app.add_api_route("/v1/products/{product_id}/image", product_image, methods=["GET"], tags=["products"],
-                      response_class=FileResponse, summary="Product photo")
+                      response_class=FileResponse, summary="Product photo",
+                      responses={**ERROR_RESPONSES, 200: {"content": {m: {} for m in set(IMAGE_SUFFIXES.values())},
+                                                          "description": "The photo."}})
 
     @app.get("/healthz", response_model=Health, tags=["meta"])
     def healthz() -> Health:
+        """Liveness: the process answers (restart it if this fails)."""
         return Health()
+
+    @app.get("/readyz", response_model=Readiness, tags=["meta"],
+             responses={503: {"model": Readiness, "description": "The store or the sessions database is unusable."}})
+    def readyz() -> JSONResponse:
+        """Readiness: the product store (product count, encoder) and the sessions database can serve a turn."""
+        report = app.state.services.readiness()
+        return JSONResponse(report.model_dump(), status_code=200 if report.status == "ready" else 503)
 
     @app.get("/widget.js", include_in_schema=False)
     def widget() -> FileResponse:
@@ -332,6 +395,6 @@ def create_app(assistant: AssistantLike | None = None, settings: Settings | None
 
     @app.get("/demo", include_in_schema=False, response_class=HTMLResponse)
     def demo() -> HTMLResponse:
-        return HTMLResponse((STATIC / "demo.html").read_text(encoding="utf-8"))
+        return HTMLResponse(demo_html)
 
     return app

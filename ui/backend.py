@@ -66,6 +66,18 @@ def sessions_db() -> "SessionStore":
     return SessionStore(get_settings().db_url)
 
 
+def delete_session(assistant: AssistantLike, settings: "Settings", session_id: str) -> None:
+    """Erase a session (memory and turn log): the assistant's own ``delete_session`` when it has one,
+    else the sessions database the settings name."""
+    delete = getattr(assistant, "delete_session", None)
+    if callable(delete):
+        delete(session_id)
+        return
+    from atelier.memory.store import SessionStore
+
+    SessionStore(settings.db_url).delete(session_id)
+
+
 def give_feedback(assistant: AssistantLike, session_id: str, product_id: str, kind: str) -> SessionView:
     assistant.feedback(session_id, product_id, kind)
     return session_view(assistant, session_id)

@@ -68,7 +68,7 @@ def ingest(
     if if_empty:
         from atelier.tools.store import open_store
 
-        count = open_store().count()
+        count = open_store(create=True).count()
         if count:
             typer.echo(f"store {get_settings().store_path} already holds {count} products; skipping ingestion")
             return
@@ -150,19 +150,29 @@ def serve(
     """Run the HTTP API (SSE chat, products, /widget.js and the /demo page) with uvicorn.
 
     uvicorn gets the app factory, not an app, so each of ``--workers`` builds its own from the environment:
-    command-line choices are passed on as ATELIER_* variables."""
+    command-line choices are passed on as ATELIER_* variables. The store and the sessions database are checked
+    first: serving refuses to start, with the setting to fix, when either is unusable. Forwarded headers are
+    believed only from ATELIER_TRUSTED_PROXIES."""
     import os
 
     import uvicorn
+
+    from atelier.ui.api import server_options
+    from atelier.ui.health import startup_problems
 
     if store is not None:
         os.environ["ATELIER_STORE"] = str(store)
     if global_lock:
         os.environ["ATELIER_GLOBAL_TURN_LOCK"] = "1"
     apply_store(store)
-    typer.echo(f"Atelier API on http://{host}:{port} with {workers} worker(s)  (docs /docs, widget demo /demo)")
+    settings = get_settings()
+    problems = startup_problems(settings)
+    if problems:
+        fail("cannot serve: " + "; ".join(problems))
+    typer.echo(f"Atelier API on http://{host}:{port} with {workers} worker(s)  (docs /docs, widget demo /demo, "
+               "readiness /readyz)")
     uvicorn.run("atelier.ui.api:serve_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info")
+                log_level="info", **server_options(settings))
 
 
 @app.command("ui")

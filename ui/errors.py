@@ -8,19 +8,44 @@ log, so a bug becomes ``internal`` with a plain sentence instead of a traceback.
 from __future__ import annotations
 
 import logging
+import sqlite3
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from atelier.memory.database import database_problem
 from atelier.tools.errors import AtelierError
 
 log = logging.getLogger("atelier.api")
 
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
-              422: "invalid_request", 429: "rate_limited"}
+              422: "invalid_request", 429: "rate_limited", 503: "unavailable"}
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, for clients to branch on (see docs/ui.md).")
+    message: str = Field(description="Safe to show to a shopper.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description} for status, description in {
+        400: "The body could not be read.", 401: "The session's token is missing or expired.",
+        403: "The token does not open this session.", 404: "No such session or product.",
+        413: "The photo or request is too large.", 415: "Not JSON / multipart, or not an image.",
+        422: "The request is not valid.", 429: "Too many requests (see Retry-After).",
+        503: "The product store or the sessions database is unavailable.",
+    }.items()}
+"""What any route may answer besides success, documented in the OpenAPI schema (checked by the fuzzer)."""
 
 
 class APIError(AtelierError):
@@ -56,6 +81,14 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}"
                              for e in exc.errors())
         return error_response(422, "invalid_request", problems or "the request is not valid")
+
+    @app.exception_handler(sqlite3.Error)
+    @app.exception_handler(DBAPIError)
+    async def database_error(_: Request, exc: Exception) -> JSONResponse:
+        log.error("sessions database failed: %s", exc)
+        return error_response(503, "sessions_unavailable",
+                              f"{database_problem(exc) or 'the sessions database failed'}; please try again later",
+                              {"Retry-After": "30"})
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

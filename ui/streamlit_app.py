@@ -8,6 +8,7 @@ button and past sessions. The state logic lives in ``ui.chat_state``; this modul
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 
 import streamlit as st
 
@@ -18,6 +19,7 @@ from atelier.tools.schema import SearchResult
 from atelier.tools.settings import apply_offline_defaults, get_settings
 from atelier.ui import backend
 from atelier.ui.chat_state import ChatMessage, Chip, Transcript, memory_chips, run_turn, short_why
+from atelier.ui.render import plain_markdown
 
 log = logging.getLogger("atelier.ui")
 PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp"]
@@ -126,7 +128,8 @@ def draw_card(message_index: int, product: SearchResult, actions: bool) -> None:
             except Exception:
                 st.caption("(photo unavailable)")
         price = "" if product.price is None else f"{product.price:.2f} · "
-        st.markdown(f"**{product.title}**  \n{price}{product.colour} · {product.category}")
+        st.markdown(f"**{plain_markdown(product.title)}**  \n"
+                    f"{plain_markdown(f'{price}{product.colour} · {product.category}')}")
         if product.why:
             st.caption(short_why(product.why), help=product.why)
         if not actions:
@@ -155,7 +158,7 @@ def draw_products(message_index: int, message: ChatMessage, actions: bool = True
         if not results:
             continue
         if group.title or group.slot:
-            st.markdown(f"##### {group.title or group.slot}")
+            st.markdown(f"##### {plain_markdown(group.title or group.slot)}")
         for start in range(0, len(results), CARDS_PER_ROW):
             columns = st.columns(CARDS_PER_ROW)
             for column, product in zip(columns, results[start:start + CARDS_PER_ROW]):
@@ -168,10 +171,17 @@ def draw_message(index: int, message: ChatMessage) -> None:
         if message.image:
             st.image(message.image, width=160, alt="Your photo")
         if message.text:
-            st.markdown(message.text)
+            st.markdown(plain_markdown(message.text))
         if message.error:
             st.error(message.error)
         draw_products(index, message)
+
+
+def escaped(deltas: Iterable[str], raw: list[str]) -> Iterator[str]:
+    """The deltas as safe markdown for the screen; the words as written go to ``raw`` for the transcript."""
+    for delta in deltas:
+        raw.append(delta)
+        yield plain_markdown(delta)
 
 
 def run_pending() -> None:
@@ -191,10 +201,11 @@ def run_pending() -> None:
             image = load_image(pending["image"]) if pending["image"] else None
             events = backend.act(assistant(), sid, pending["action"], text=pending["text"],
                                  product_id=product.id if product else None, image=image)
+            raw: list[str] = []
             with st.spinner("Thinking…"):
-                streamed = st.write_stream(run_turn(transcript, reply, events, failure_message))
-            if not reply.text and isinstance(streamed, str):
-                reply.text = streamed
+                st.write_stream(escaped(run_turn(transcript, reply, events, failure_message), raw))
+            if not reply.text:
+                reply.text = "".join(raw)
         except ImageError as exc:
             reply.error = str(exc)
         except Exception as exc:

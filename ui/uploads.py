@@ -14,7 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from atelier.tools.images import ImageError, load_image
+from atelier.tools.images import ImageError, ImageTooLarge, load_image
+from atelier.tools.settings import get_settings
 from atelier.ui.errors import APIError
 
 MAX_TEXT_CHARS = 2000
@@ -35,8 +36,11 @@ class Message:
 
 
 def too_large(limit: int) -> APIError:
+    """One answer for every too-large photo (bytes, pixels or a decompression bomb), so clients show one text."""
+    megapixels = get_settings().max_image_pixels / 1e6
     return APIError(413, "payload_too_large",
-                    f"the request is too large; images may be at most {limit / 1e6:.0f} MB")
+                    f"the image is too large; photos may be at most {limit / 1e6:.0f} MB and "
+                    f"{megapixels:.0f} megapixels")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -102,9 +106,10 @@ async def read_image(upload: UploadFile, max_image_bytes: int, max_side: int | N
         raise too_large(max_image_bytes)
     try:
         return await run_in_threadpool(load_image, data, max_bytes=max_image_bytes, max_side=max_side)
+    except ImageTooLarge as exc:
+        raise too_large(max_image_bytes) from exc
     except ImageError as exc:
-        status, code = (413, "payload_too_large") if "too large" in str(exc) else (415, "unsupported_media_type")
-        raise APIError(status, code, exc.public_message) from exc
+        raise APIError(415, "unsupported_media_type", exc.public_message) from exc
 
 
 def checked(message: Message) -> Message:

@@ -27,6 +27,12 @@ CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 120.0
 
 
+def redact(text: str, settings: Settings) -> str:
+    """``text`` with the API key masked: upstream error bodies sometimes quote the key they rejected."""
+    key = settings.llm_api_key.get_secret_value()
+    return text.replace(key, "**********") if len(key) >= 4 else text
+
+
 def to_llm_error(exc: BaseException, settings: Settings) -> LLMError:
     """A clear, actionable :class:`LLMError` for an ``openai`` client exception (also raised by LangChain)."""
     where = settings.llm_base_url
@@ -34,7 +40,8 @@ def to_llm_error(exc: BaseException, settings: Settings) -> LLMError:
         return LLMError(f"the LLM endpoint at {where} timed out", backend="openai")
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc
-        return LLMError(f"cannot reach the LLM endpoint at {where} ({type(cause).__name__}: {cause}); is the "
+        return LLMError(f"cannot reach the LLM endpoint at {where} ({type(cause).__name__}: "
+                        f"{redact(str(cause), settings)}); is the "
                         "server running? Set ATELIER_LLM_BASE_URL, or ATELIER_LLM=none for template replies",
                         backend="openai")
     if isinstance(exc, openai.AuthenticationError):
@@ -45,9 +52,11 @@ def to_llm_error(exc: BaseException, settings: Settings) -> LLMError:
                         "/chat/completions route (check ATELIER_LLM_MODEL, and that the URL ends in /v1)",
                         backend="openai", status_code=exc.status_code)
     if isinstance(exc, openai.APIStatusError):
-        return LLMError(f"the LLM endpoint at {where} answered HTTP {exc.status_code}: {exc.message}",
+        return LLMError(f"the LLM endpoint at {where} answered HTTP {exc.status_code}: "
+                        f"{redact(exc.message, settings)}",
                         backend="openai", status_code=exc.status_code)
-    return LLMError(f"the LLM endpoint at {where} failed: {type(exc).__name__}: {exc}", backend="openai")
+    return LLMError(f"the LLM endpoint at {where} failed: {type(exc).__name__}: "
+                    f"{redact(str(exc), settings)}", backend="openai")
 
 
 class OpenAIBackend:
@@ -63,9 +72,14 @@ class OpenAIBackend:
     def client(self) -> openai.OpenAI:
         if self._client is None:
             self._client = openai.OpenAI(
-                base_url=self.settings.llm_base_url, api_key=self.settings.llm_api_key or "not-needed",
+                base_url=self.settings.llm_base_url, api_key=self.api_key,
                 max_retries=0, timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
         return self._client
+
+    @property
+    def api_key(self) -> str:
+        """The key in the clear: read here only, so nothing else can print or log it."""
+        return self.settings.llm_api_key.get_secret_value() or "not-needed"
 
     def stream_reply(self, system: str, messages: list[dict[str, Any]], context: ReplyContext) -> GroundedStream:
         """The reply as grounded chunks; raises :class:`LLMError` on the first ``next()`` when unreachable."""
@@ -115,6 +129,6 @@ class OpenAIBackend:
         """
         from langchain_openai import ChatOpenAI
 
-        return ChatOpenAI(base_url=self.settings.llm_base_url, api_key=self.settings.llm_api_key or "not-needed",
+        return ChatOpenAI(base_url=self.settings.llm_base_url, api_key=self.api_key,
                           model=self.settings.llm_model, max_tokens=self.settings.llm_max_tokens, max_retries=0,
                           timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
