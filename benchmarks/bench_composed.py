@@ -289,8 +289,10 @@ def main(argv: list[str] | None = None) -> None:
     refs = sorted({p["ref"] for p in pairs})
     stored = {pid: index.matrix["image"][index.position[pid]] for pid in refs}
     before = ComposedSearch(index, encoder, recognise=False, families=False, projection=None)
+    now = ComposedSearch(index, encoder)
     engines = {"before (no recognition, families, shape)": lambda hidden: before,
-               "composed (tools.composed)": lambda hidden: ComposedSearch(Hidden(index, hidden), encoder)}
+               "composed (tools.composed)": lambda hidden: ComposedSearch(Hidden(index, hidden), encoder,
+                                                                          projection=now.projection or None)}
     results: dict[tuple[str, str], list[int | None]] = {}
     seen: dict = {}
     for kind in KINDS:
