@@ -338,7 +338,13 @@ class ComposedSearch:
             return None
         return self.projection.apply(ref.vector)[0]
 
-    def gather(self, ref: Reference, target: np.ndarray, shape: np.ndarray | None, hard: SearchFilters) -> dict[str, Hit]:
+    def family(self, ref: Reference, request: Change) -> str | None:
+        """The reference's variant family when the change is one a variant can satisfy (a colour or pattern)."""
+        variant_change = bool({"colour", "pattern"} & set(request.changed))
+        return ref.family if self.families and variant_change else None
+
+    def gather(self, ref: Reference, target: np.ndarray, shape: np.ndarray | None, hard: SearchFilters,
+               family: str | None) -> dict[str, Hit]:
         """Coarse candidates under ``hard``: the reference photo's neighbours (by shape when colour or pattern
         changes), the target description's neighbours among photos and texts, and the reference's family."""
         pool: dict[str, Hit] = {}
@@ -348,7 +354,7 @@ class ComposedSearch:
         for vector, kind in queries:
             for hit in self.index.query(vector, kind, hard, self.weights.pool):
                 pool.setdefault(hit.id, hit)
-        for pid in self.index.family_members(ref.family) if ref.family and self.families else []:
+        for pid in self.index.family_members(family) if family else []:
             product = None if pid in pool or pid in hard.exclude_ids else self.index.get_product(pid)
             if product is not None and hard.matches(meta := product_metadata(product, "")):
                 pool[pid] = Hit(pid, 0.0, meta)
@@ -359,7 +365,8 @@ class ComposedSearch:
         """Coarse candidates under ``hard`` re-ranked, the reference's family first; the best ``k``."""
         w = self.weights
         shape = self.shape_vector(ref, request)
-        pool = self.gather(ref, target, shape, hard)
+        family = self.family(ref, request)
+        pool = self.gather(ref, target, shape, hard, family)
         if not pool:
             return []
         ids = list(pool)
@@ -378,7 +385,7 @@ class ComposedSearch:
                 s.parts["target_photo"] = float(images[pid] @ target)
             if pid in texts:
                 s.parts["target_text"] = float(texts[pid] @ target)
-            if self.families and ref.family and product.family == ref.family:
+            if family and product.family == family:
                 s.parts["family"] = 1.0
             agree = 0.0
             for facet in ("category", "gender", "pattern", "colour"):

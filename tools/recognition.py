@@ -89,22 +89,26 @@ class Keypoints:
 
 
 def strip_border(image: Image.Image, tolerance: int = 30) -> Image.Image:
-    """Remove uniform non-white frames (screenshot padding, a coloured border) around a photo shot on white."""
+    """Remove uniform non-white frames (screenshot padding, a coloured border) around a photo shot on white.
+
+    Only a frame with white inside it is removed: a photo on a grey or coloured background stays as it is.
+    """
     image = image.convert("RGB")
+    stripped = image
     for _ in range(3):
-        a = np.asarray(image, np.int16)
+        a = np.asarray(stripped, np.int16)
         corners = np.median(np.array([a[0, 0], a[0, -1], a[-1, 0], a[-1, -1]]), axis=0)
         if (corners > WHITE).all():
-            break
+            return stripped
         differs = np.abs(a - corners).max(axis=2) > tolerance
         rows = np.flatnonzero(differs.mean(axis=1) > 0.5)
         cols = np.flatnonzero(differs.mean(axis=0) > 0.5)
         if not len(rows) or not len(cols):
             break
         box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
-        if box == (0, 0, *image.size):
+        if box == (0, 0, *stripped.size):
             break
-        image = image.crop(box)
+        stripped = stripped.crop(box)
     return image
 
 
@@ -187,12 +191,14 @@ class Recogniser:
         """The shortlist vector: the photo's embedding with any coloured frame removed first."""
         return self.encoder.embed_images([strip_border(image)])[0]
 
-    def candidates(self, image: Image.Image, vector: np.ndarray | None = None,
-                   exclude_family: str | None = None) -> list[Match]:
-        """Every shortlisted candidate with its verification evidence, best-verified first."""
+    def candidates(self, image: Image.Image, vector: np.ndarray | None = None, exclude_family: str | None = None,
+                   exclude_ids: tuple[str, ...] = ()) -> list[Match]:
+        """Every shortlisted candidate with its verification evidence, best-verified first (``exclude_*`` hold
+        items out of the catalog, for calibration and benchmarks)."""
         vector = self.embed(image) if vector is None else vector
         k = self.thresholds.shortlist
-        hits = self.index.query(vector, "image", SearchFilters(), k * 2 if exclude_family else k)
+        hits = self.index.query(vector, "image", SearchFilters(exclude_ids=list(exclude_ids)),
+                                k * 2 if exclude_family else k)
         query = keypoints(image)
         matches = []
         for hit in hits:

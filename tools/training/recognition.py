@@ -48,12 +48,17 @@ def degrade(image: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 class Query(BaseModel):
-    """One recognition query: who it shows, whether that item is in the catalog, and its verified candidates."""
+    """One recognition query: who it shows, whether that item is in the catalog (``held_out``: "no" when it is,
+    "item" when only the item is not — its variants are — and "family" when none of its family is)."""
 
     id: str
     family: str | None
-    in_catalog: bool
+    held_out: str = "no"
     matches: list[Match]
+
+    @property
+    def in_catalog(self) -> bool:
+        return self.held_out == "no"
 
 
 class Scores(BaseModel):
@@ -63,20 +68,24 @@ class Scores(BaseModel):
     recall: float
     family_recall: float
     false_accepts: float
+    false_accepts_by: dict[str, float] = {}
     positives: int
     negatives: int
 
 
 def collect(recogniser: Recogniser, products: Sequence[Product], images: Sequence[Image.Image],
             out_of_catalog: bool = True, log: Callable[[str], None] = lambda m: None) -> list[Query]:
-    """Verified candidates for each photo: as itself in the catalog, and with its family held out."""
+    """Verified candidates for each photo: as itself in the catalog, with only itself held out (its colour
+    variants stay), and with its whole family held out."""
     queries = []
     for n, (product, image) in enumerate(zip(products, images), start=1):
         vector = recogniser.embed(image)
-        queries.append(Query(id=product.id, family=product.family, in_catalog=True,
-                             matches=recogniser.candidates(image, vector)))
+        queries.append(Query(id=product.id, family=product.family, matches=recogniser.candidates(image, vector)))
+        if out_of_catalog:
+            queries.append(Query(id=product.id, family=product.family, held_out="item",
+                                 matches=recogniser.candidates(image, vector, exclude_ids=(product.id,))))
         if out_of_catalog and product.family:
-            queries.append(Query(id=product.id, family=product.family, in_catalog=False,
+            queries.append(Query(id=product.id, family=product.family, held_out="family",
                                  matches=recogniser.candidates(image, vector, exclude_family=product.family)))
         if n % 100 == 0:
             log(f"recognition: {n}/{len(products)} photos verified")
@@ -89,6 +98,7 @@ def score(queries: Sequence[Query], thresholds: Thresholds, families: dict[str, 
     right = wrong = family_right = 0
     positives = sum(q.in_catalog for q in queries)
     false_accepts = 0
+    wrong_by: dict[str, int] = {}
     for q in queries:
         accepted = next((m for m in q.matches if thresholds.accepts(m)), None)
         if accepted is None:
@@ -98,10 +108,13 @@ def score(queries: Sequence[Query], thresholds: Thresholds, families: dict[str, 
         else:
             wrong += 1
             false_accepts += not q.in_catalog
+            wrong_by[q.held_out] = wrong_by.get(q.held_out, 0) + 1
         family_right += q.in_catalog and q.family is not None and families.get(accepted.id) == q.family
     negatives = len(queries) - positives
     return Scores(precision=right / max(right + wrong, 1), recall=right / max(positives, 1),
                   family_recall=family_right / max(positives, 1), false_accepts=false_accepts / max(negatives, 1),
+                  false_accepts_by={h: wrong_by.get(h, 0) / max(1, sum(q.held_out == h for q in queries))
+                                    for h in ("item", "family")},
                   positives=positives, negatives=negatives)
 
 
@@ -109,12 +122,13 @@ def choose(queries: Sequence[Query], families: dict[str, str | None], target: fl
            base: Thresholds | None = None) -> tuple[Thresholds, Scores]:
     """The grid point with the best recall at precision >= ``target`` (else the most precise one)."""
     base = base or Thresholds()
-    best: tuple[tuple[bool, float, float], Thresholds, Scores] | None = None
+    best: tuple[tuple[bool, float, float, float], Thresholds, Scores] | None = None
     for inliers, correlation, difference in itertools.product(*GRID.values()):
         candidate = base.model_copy(update={"inliers": inliers, "correlation": correlation,
                                             "colour_difference": difference})
         s = score(queries, candidate, families)
-        key = (s.precision >= target, s.recall if s.precision >= target else s.precision, s.precision)
+        strictness = inliers / 30 + correlation - difference / 20  # among equals, the safest
+        key = (s.precision >= target, s.recall if s.precision >= target else s.precision, s.precision, strictness)
         if best is None or key > best[0]:
             best = (key, candidate, s)
     assert best is not None
