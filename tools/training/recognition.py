@@ -176,8 +176,9 @@ def calibrate(n: int = 300, target: float = 0.995, seed: int = 0, settings: Sett
     queries = collect(recogniser, sample, photos, log=log)
     all_families = {i: product_from_metadata(m).family for i, m, _ in store.iter_metadata()}
     thresholds, scores = choose(queries, all_families, target)
-    thresholds.metrics = {"calibrated_on": f"{len(sample)} degraded non-test photos, in catalog and with their "
-                                           f"family held out", "target_precision": target, **scores.model_dump(),
+    thresholds.metrics = {"calibrated_on": f"{len(sample)} degraded non-test photos of {len(all_families)} products "
+                                           f"({settings.store_path.name}): in the catalog, the item held out, its "
+                                           "family held out", "target_precision": target, **scores.model_dump(),
                           "encoder": encoder_fingerprint(encoder)}
     thresholds.save()
     return thresholds, scores, projection
