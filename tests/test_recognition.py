@@ -23,6 +23,19 @@ def test_strip_border_removes_a_coloured_frame_but_keeps_white_margins():
     assert strip_border(photo).size == (60, 90)
 
 
+def test_a_textureless_photo_is_recognised_by_its_pixels_when_geometry_has_too_few_corners():
+    from atelier.tools.recognition import identical, keypoints, verify
+
+    sock = Image.new("RGB", (256, 384), (255, 255, 255))
+    sock.paste((10, 10, 10), (60, 60, 200, 330))
+    shorter = Image.new("RGB", (256, 384), (255, 255, 255))
+    shorter.paste((10, 10, 10), (60, 60, 200, 290))
+    upload = keypoints(sock.resize((128, 192)))
+    assert verify(upload, keypoints(sock))[0] < Thresholds().inliers
+    assert identical(upload.rgb, keypoints(sock).rgb)
+    assert not identical(upload.rgb, keypoints(shorter).rgb)
+
+
 def test_thresholds_accept_only_verified_matches():
     t = Thresholds(inliers=15, correlation=0.3, colour_difference=10.0)
     assert t.accepts(Match(id="a", similarity=0.5, inliers=40, correlation=0.9, colour_difference=4.0))

@@ -38,8 +38,8 @@ from atelier.tools.lexicon import (
     shopper_vocabulary,
 )
 from atelier.tools.query_parser import SearchFilters, parse_price
-from atelier.tools.schema import UNKNOWN, Product, SearchResult
 from atelier.tools.recognition import Recogniser, strip_border
+from atelier.tools.schema import UNKNOWN, Product, SearchResult
 from atelier.tools.store import Hit, product_metadata
 from atelier.tools.taxonomy import Taxonomy, get_taxonomy
 from atelier.tools.variants import VariantProjection, load_projection

@@ -49,8 +49,8 @@ class Thresholds(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
 
     def accepts(self, match: "Match") -> bool:
-        return (match.inliers >= self.inliers and match.correlation >= self.correlation
-                and match.colour_difference <= self.colour_difference)
+        return match.identical or (match.inliers >= self.inliers and match.correlation >= self.correlation
+                                   and match.colour_difference <= self.colour_difference)
 
     def save(self, path: Path = THRESHOLDS_PATH) -> None:
         path.write_text(self.model_dump_json(indent=2) + "\n")
@@ -68,6 +68,7 @@ class Match(BaseModel):
     inliers: int = 0
     correlation: float = 0.0
     colour_difference: float = 255.0
+    identical: bool = False  # the same photo, only resized or recompressed (textureless items have few keypoints)
 
 
 class Recognition(BaseModel):
@@ -163,6 +164,18 @@ def verify(query: Keypoints, candidate: Keypoints) -> tuple[int, float, float]:
     return int(mask.sum()), correlation, difference
 
 
+def identical(query: np.ndarray, candidate: np.ndarray, tolerance: float = 3.0) -> bool:
+    """Whether two photos of the same shape are the same pixels up to resizing and recompression (a plain black
+    sock has too few corners to verify geometrically)."""
+    import cv2
+
+    (h, w), (ch, cw) = query.shape[:2], candidate.shape[:2]
+    if abs(h / max(w, 1) - ch / max(cw, 1)) > 0.02 * ch / max(cw, 1):
+        return False
+    resized = cv2.resize(candidate, (w, h), interpolation=cv2.INTER_AREA)
+    return float(np.abs(query.astype(np.float32) - resized.astype(np.float32)).mean()) <= tolerance
+
+
 def photometric(query: np.ndarray, candidate: np.ndarray, transform: np.ndarray) -> tuple[float, float]:
     """Agreement of the catalog photo warped onto the upload, on the catalog garment's (non-white) pixels."""
     import cv2
@@ -207,11 +220,12 @@ class Recogniser:
                 continue
             found = catalog_keypoints(product.image_path) if product.image_path else None
             inliers, correlation, difference = verify(query, found) if found else (0, 0.0, 255.0)
+            same = found is not None and inliers < self.thresholds.inliers and identical(query.rgb, found.rgb)
             matches.append(Match(id=hit.id, similarity=hit.similarity, inliers=inliers, correlation=correlation,
-                                 colour_difference=difference))
+                                 colour_difference=difference, identical=same))
             if len(matches) == k:
                 break
-        return sorted(matches, key=lambda m: (-m.inliers, m.colour_difference))
+        return sorted(matches, key=lambda m: (not m.identical, -m.inliers, m.colour_difference))
 
     def recognise(self, image: Image.Image, vector: np.ndarray | None = None,
                   exclude_family: str | None = None) -> Recognition:
