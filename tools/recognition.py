@@ -133,9 +133,17 @@ def _orb() -> Any:
     return cv2.ORB_create(nfeatures=500, fastThreshold=10)
 
 
-@lru_cache(maxsize=2048)
 def catalog_keypoints(path: str) -> Keypoints | None:
-    """Keypoints of a catalog photo (cached: the same candidates come back for similar uploads)."""
+    """Keypoints of a catalog photo (cached by path and modification time: similar uploads meet the same
+    candidates)."""
+    try:
+        return _catalog_keypoints(path, Path(path).stat().st_mtime)
+    except OSError:
+        return None
+
+
+@lru_cache(maxsize=2048)
+def _catalog_keypoints(path: str, mtime: float) -> Keypoints | None:
     from atelier.tools.images import ImageError, load_image
 
     try:
@@ -164,16 +172,20 @@ def verify(query: Keypoints, candidate: Keypoints) -> tuple[int, float, float]:
     return int(mask.sum()), correlation, difference
 
 
-def identical(query: np.ndarray, candidate: np.ndarray, tolerance: float = 3.0) -> bool:
-    """Whether two photos of the same shape are the same pixels up to resizing and recompression (a plain black
-    sock has too few corners to verify geometrically)."""
+def identical(query: np.ndarray, candidate: np.ndarray, tolerance: float = 4.0) -> bool:
+    """Whether two photos of the same shape are the same pixels up to resizing and recompression, compared on the
+    garment (the non-white pixels of either): a plain black sock has too few corners to verify geometrically."""
     import cv2
 
     (h, w), (ch, cw) = query.shape[:2], candidate.shape[:2]
     if abs(h / max(w, 1) - ch / max(cw, 1)) > 0.02 * ch / max(cw, 1):
         return False
     resized = cv2.resize(candidate, (w, h), interpolation=cv2.INTER_AREA)
-    return float(np.abs(query.astype(np.float32) - resized.astype(np.float32)).mean()) <= tolerance
+    garment = (query.min(axis=2) < WHITE) | (resized.min(axis=2) < WHITE)
+    if garment.sum() < 0.02 * h * w:
+        return False
+    difference = np.abs(query.astype(np.float32) - resized.astype(np.float32))[garment]
+    return float(difference.mean()) <= tolerance
 
 
 def photometric(query: np.ndarray, candidate: np.ndarray, transform: np.ndarray) -> tuple[float, float]:
