@@ -232,7 +232,7 @@ class Recogniser:
                 continue
             found = catalog_keypoints(product.image_path) if product.image_path else None
             inliers, correlation, difference = verify(query, found) if found else (0, 0.0, 255.0)
-            same = found is not None and inliers < self.thresholds.inliers and identical(query.rgb, found.rgb)
+            same = found is not None and identical(query.rgb, found.rgb)
             matches.append(Match(id=hit.id, similarity=hit.similarity, inliers=inliers, correlation=correlation,
                                  colour_difference=difference, identical=same))
             if len(matches) == k:
