@@ -92,7 +92,8 @@ def build_pairs(products, split_codes: set[str], limit: int | None, seed: int = 
 
 
 DETAIL_PHRASES = {
-    "sleeves": {"long": ["with long sleeves", "same but long-sleeved"], "short": ["with short sleeves", "a short-sleeved one"],
+    "sleeves": {"long": ["with long sleeves", "same but long-sleeved"],
+                "short": ["with short sleeves", "a short-sleeved one"],
                 "sleeveless": ["sleeveless", "same but without sleeves"]},
     "length": {"long": ["longer", "a maxi version"], "short": ["shorter", "a mini version"], "knee": ["knee-length"],
                "midi": ["midi instead"]},

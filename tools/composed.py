@@ -395,7 +395,8 @@ class ComposedSearch:
                     s.kept.append(f"{facet}={wanted}")
             detail, s.details = detail_agreement(product.description, request.details)
             s.parts["attributes"] = agree + detail
-            s.score = (w.image * s.parts.get("photo", s.parts.get("shape", 0.0)) + w.target_image * s.parts.get("target_photo", 0.0)
+            photo = s.parts.get("photo", s.parts.get("shape", 0.0))
+            s.score = (w.image * photo + w.target_image * s.parts.get("target_photo", 0.0)
                        + w.target_text * s.parts.get("target_text", 0.0) + w.attributes * s.parts["attributes"])
             scored.append(s)
         scored.sort(key=lambda x: (-x.parts.get("family", 0.0), -x.score))

@@ -37,7 +37,8 @@ class VariantProjection:
         np.savez(path, directions=self.directions.astype(np.float16), fingerprint=np.array(self.fingerprint))
 
 
-def fit_projection(vectors: np.ndarray, families: list[str | None], k: int = 16, fingerprint: str = "") -> VariantProjection:
+def fit_projection(vectors: np.ndarray, families: list[str | None], k: int = 16,
+                   fingerprint: str = "") -> VariantProjection:
     """The top ``k`` principal directions of the vectors' deviations from their family's mean (families of 2+)."""
     groups: dict[str, list[int]] = {}
     for i, family in enumerate(families):
