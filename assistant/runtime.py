@@ -84,7 +84,8 @@ class Runtime:
 
     @property
     def composed(self) -> "ComposedSearch":
-        from atelier.tools.composed import ComposedSearch, StoreIndex
+        from atelier.tools.candidates import StoreIndex
+        from atelier.tools.composed import ComposedSearch
 
         def build() -> ComposedSearch:
             search = self.search

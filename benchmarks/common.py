@@ -94,3 +94,27 @@ def record_plot(name: str, figure) -> Path:
     path = RESULTS / f"{name}.png"
     figure.savefig(path, dpi=110)
     return path
+
+
+def store_index(store_path: Path | None = None, encoder: str = "compact"):
+    """Every product of a store, with its image and text vectors, as an in-memory ``MatrixIndex`` (default: the
+    full H&M benchmark store, read as it is — build it with ``full_hm_settings()``)."""
+    import numpy as np
+
+    from atelier.tools.candidates import MatrixIndex
+    from atelier.tools.encoders import load_encoder
+    from atelier.tools.store import ProductStore, product_from_metadata
+
+    path = store_path or BENCH_HOME / f"store-{encoder.replace(':', '_')}"
+    settings = override_settings(store=path, encoder=encoder)
+    model = load_encoder(encoder)
+    store = ProductStore.open(model.name, model.dim, settings)
+    products = [product_from_metadata(meta) for _, meta, _ in store.iter_metadata()]
+    ids = [p.id for p in products]
+    images: dict[str, np.ndarray] = {}
+    texts: dict[str, np.ndarray] = {}
+    for start in range(0, len(ids), 5000):
+        images.update(store.vectors(ids[start:start + 5000], "image"))
+        texts.update(store.vectors(ids[start:start + 5000], "text"))
+    products = [p for p in products if p.id in images and p.id in texts]
+    return MatrixIndex(products, np.stack([images[p.id] for p in products]), np.stack([texts[p.id] for p in products]))

@@ -329,3 +329,25 @@ def test_forget_a_reference_and_focus_a_product(assistant):
     assert shown[1].id in [a["id"] for a in next(e for e in events if isinstance(e, MemoryEvent)).memory["anchors"]]
     kinds = [t["kind"] for t in assistant.history(sid)]
     assert kinds == ["message", "feedback", "focus", "forget", "message"]
+
+
+def test_got_this_with_stripes_on_an_uploaded_photo_is_a_composed_search(assistant):
+    import io
+
+    from PIL import Image
+
+    asked = []
+
+    class Composed:  # records what the agent asks composed search for (the engine itself: test_recognition.py)
+        def search(self, reference, change, k=10, filters=None):
+            asked.append((reference, change))
+            return []
+
+    assistant.runtime.provide(composed=Composed())
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 96), (200, 30, 40)).save(buffer, "PNG")
+    events = events_of(assistant.turn(assistant.new_session(), "got this with stripes?", image=buffer.getvalue()))
+    call = next(e for e in events if isinstance(e, ToolCallEvent))
+    assert call.name == "find_similar" and call.args["reference"] == "uploaded"
+    (reference, change), = asked
+    assert isinstance(reference, Image.Image) and "stripes" in change

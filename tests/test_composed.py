@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atelier.tools.composed import MatrixIndex, Reference, detail_agreement, parse_change
+from atelier.tools.candidates import MatrixIndex
+from atelier.tools.composed import Reference, detail_agreement, parse_change
 from atelier.tools.query_parser import SearchFilters
 from atelier.tools.schema import Product
 

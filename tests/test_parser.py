@@ -118,6 +118,28 @@ def test_questions_versus_requests():
     assert parse("what colour is this?", ParseContext(has_image=True)).intent == "describe"
 
 
+VARIANT_ASKS = ["got this with stripes?", "do you have this in stripes?", "do you have it in black?",
+                "got it with long sleeves?", "same but in green", "any striped version?", "any plain version of this?",
+                "is there a long-sleeved version?", "do you have this in a longer length?"]
+IN_VIEW = {"upload": ParseContext(has_image=True),
+           "photo in focus": ParseContext(photo_in_focus=True, has_results=True, n_shown=10),
+           "product in focus": ParseContext(has_reference=True, has_results=True, n_shown=10, category=["dress"])}
+
+
+@pytest.mark.parametrize("view", IN_VIEW)
+@pytest.mark.parametrize("text", VARIANT_ASKS)
+def test_asking_for_the_item_in_view_in_another_variant_is_composed(text, view):
+    assert RULES.parse(text, IN_VIEW[view]).intent == "composed"
+
+
+def test_variant_asks_keep_their_change_and_questions_stay_questions():
+    photo = IN_VIEW["upload"]
+    assert RULES.parse("got this with stripes?", photo).must == {"pattern": ["striped"]}
+    for text in ("what is it made of?", "does it come in other colours?", "is this in stock?"):
+        assert RULES.parse(text, photo).intent == "question", text
+    assert RULES.parse("do you have this in stripes?", ParseContext()).intent != "composed"  # nothing in view
+
+
 @pytest.mark.parametrize("text", ["", "   ", "?!", "ok"])
 def test_degenerate_messages_do_not_crash(text):
     assert parse(text).intent in ("help", "refine", "search")

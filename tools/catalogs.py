@@ -108,6 +108,17 @@ def parse_price(value: Any) -> float | None:
     return round(price, 2)
 
 
+FAMILY_INFER = "infer"
+FAMILY_NONE = "none"
+
+
+def infer_family(title: str, category: str, taxonomy: Taxonomy) -> str:
+    """A variant-family key for catalogs without one: colour and pattern variants of a piece share their title up to
+    the colour and pattern words ("Nike Men Navy Blue Tee" / "Nike Men White Tee"), and their category."""
+    words = re.findall(r"[a-z0-9]+", taxonomy.strip(title, ("colour", "pattern")).lower())
+    return f"{category}:{' '.join(words)}" if words else ""
+
+
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     with path.open(newline="", encoding="utf-8", errors="replace") as handle:
         for number, row in enumerate(csv.DictReader(handle), start=2):
@@ -229,6 +240,8 @@ def _fpi_fields(row: dict[str, str], raw_id: str, tax: Taxonomy) -> dict[str, An
     group = tax.group_of(category) if category != UNKNOWN else FPI_GROUPS.get(
         (row.get("subCategory") or "").lower(), "other")
     facts = [row.get(k, "") for k in ("articleType", "baseColour", "usage", "season")]
+    given = clean_text(row.get("family")) or infer_family(title, category, tax)
+    family = {"family": given} if given else {}
     return {
         "id": raw_id,
         "title": title,
@@ -240,7 +253,7 @@ def _fpi_fields(row: dict[str, str], raw_id: str, tax: Taxonomy) -> dict[str, An
         "gender": FPI_GENDERS.get((row.get("gender") or "").lower(), UNKNOWN),
         "price": None,
         "image_path": row.get("image_path") or f"images/{raw_id}.jpg",
-        "attributes": {k: clean_text(row.get(k)) for k in FPI_FIELDS if row.get(k)},
+        "attributes": {k: clean_text(row.get(k)) for k in FPI_FIELDS if row.get(k)} | family,
         "source": "fpi",
     }
 
@@ -259,7 +272,7 @@ def load_mapping(path: str | Path | None, pairs: list[str] | None = None) -> dic
         if not sep:
             raise CatalogError(f"mapping {pair!r} must look like field=column")
         mapping[key.strip()] = value.strip()
-    unknown = set(mapping) - set(GENERIC_FIELDS) - {"image_root"}
+    unknown = set(mapping) - set(GENERIC_FIELDS) - {"image_root", "family"}
     if unknown:
         raise CatalogError(f"unknown product fields in mapping: {', '.join(sorted(unknown))}")
     return mapping
@@ -281,10 +294,20 @@ def _generic_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:
         yield from _csv_rows(path)
 
 
+def generic_family(row: dict[str, Any], column: str, title: str, category: str, taxonomy: Taxonomy) -> str:
+    """The mapping's ``family`` entry: a column (default ``family``) whose value wins when given, ``infer`` to
+    always derive it from title + category, ``none`` for no families; an empty cell falls back to inference."""
+    if column == FAMILY_NONE:
+        return ""
+    given = clean_text(row.get(column)) if column != FAMILY_INFER else ""
+    return given or infer_family(title, category, taxonomy)
+
+
 @register_format("generic")
 def read_generic(path: Path, options: CatalogOptions) -> Iterator[Row]:
     """Any CSV or JSONL file; ``options.mapping`` maps product fields to columns (identity by default)."""
     mapping = {name: name for name in GENERIC_FIELDS} | options.mapping
+    family_column = mapping.pop("family", "family")
     image_root = options.image_root or (Path(options.mapping["image_root"]) if "image_root" in options.mapping
                                         else path.parent)
     tax = options.taxonomy
@@ -326,4 +349,9 @@ def read_generic(path: Path, options: CatalogOptions) -> Iterator[Row]:
             "attributes": {k: clean_text(v) for k, v in row.items() if k not in known and v not in (None, "")},
             "source": path.stem,
         }
+        family = generic_family(row, family_column, title, category, tax)
+        for column in (family_column, "family"):
+            fields["attributes"].pop(column, None)
+        if family:
+            fields["attributes"]["family"] = family
         yield _build(number, raw_id, fields, image_root)

@@ -19,15 +19,15 @@ The reference itself is never returned; each result's ``why`` says what it kept 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
+from atelier.tools.candidates import CandidateIndex
 from atelier.tools.errors import InputError
 from atelier.tools.lexicon import (
     alternation,
@@ -38,12 +38,11 @@ from atelier.tools.lexicon import (
     shopper_vocabulary,
 )
 from atelier.tools.query_parser import SearchFilters, parse_price
+from atelier.tools.recognition import Recogniser, strip_border
 from atelier.tools.schema import UNKNOWN, Product, SearchResult
-from atelier.tools.store import Hit, ProductStore, product_from_metadata
+from atelier.tools.store import Hit, product_metadata
 from atelier.tools.taxonomy import Taxonomy, get_taxonomy
-
-if TYPE_CHECKING:
-    from atelier.tools.search import ProductSearch
+from atelier.tools.variants import VariantProjection, load_projection
 
 FACETS = ("category", "colour", "pattern", "gender")
 
@@ -99,9 +98,12 @@ class Reference(BaseModel):
     model_config = {"arbitrary_types_allowed": True}
 
     id: str | None = None
+    kind: str = "product"  # "product" (a catalog item), "recognised" (a photo of one), "photo" (anything else)
     title: str = ""
     description: str = ""
     attributes: dict[str, str] = Field(default_factory=dict)
+    details: dict[str, str] = Field(default_factory=dict)  # sleeves, length... predicted from a photo
+    family: str | None = None
     price: float | None = None
     vector: Any = None  # np.ndarray, the reference photo's embedding
 
@@ -136,13 +138,7 @@ class Change(BaseModel):
 
 def _strip_changed(text: str, changed: list[str], taxonomy: Taxonomy | None = None) -> str:
     """``text`` without words of the facets the change replaces (the old colour must not pull the search back)."""
-    taxonomy = taxonomy or get_taxonomy()
-    facets = tuple(f for f in changed if f in FACETS)
-    if not facets:
-        return text.strip()
-    for mention in sorted(taxonomy.find_mentions(text, facets), key=lambda m: -m.start):
-        text = text[:mention.start] + text[mention.end:]
-    return re.sub(r"\s{2,}", " ", text).strip(" ,.")
+    return (taxonomy or get_taxonomy()).strip(text, tuple(f for f in changed if f in FACETS))
 
 
 def parse_change(text: str, reference: Reference, taxonomy: Taxonomy | None = None) -> Change:
@@ -193,114 +189,10 @@ def parse_change(text: str, reference: Reference, taxonomy: Taxonomy | None = No
     changed = [f for f in FACETS if f in must or f in avoid] + list(details)
     if low is not None or high is not None:
         changed.append("price")
+    for attribute, value in reference.details.items():
+        details.setdefault(attribute, value)
     return Change(text=text, filters=SearchFilters(must=must, avoid=avoid, price_min=low, price_max=high),
                   target=target, details=details, detail_words=words, changed=changed)
-
-
-class CandidateIndex(Protocol):
-    """Where composed search looks: the Chroma store (``StoreIndex``) or an in-memory matrix (``MatrixIndex``)."""
-
-    def query(self, vector: np.ndarray, kind: str, filters: SearchFilters, k: int) -> list[Hit]: ...
-
-    def vectors(self, ids: Sequence[str], kind: str) -> dict[str, np.ndarray]: ...
-
-    def get_product(self, product_id: str) -> Product | None: ...
-
-    def product(self, hit: Hit) -> Product: ...
-
-
-class StoreIndex:
-    """The product store, searched through ``ProductSearch``'s planner (in-process filters, exact search over
-    selective ones) when an engine is given, else with filters pushed down to Chroma."""
-
-    def __init__(self, store: ProductStore, engine: ProductSearch | None = None) -> None:
-        self.store = store
-        self.engine = engine
-
-    def query(self, vector: np.ndarray, kind: str, filters: SearchFilters, k: int) -> list[Hit]:
-        if self.engine is not None:
-            index = self.engine.index
-            return self.engine.nearest(index, vector, kind, filters, index.mask(filters), k)
-        excluded = set(filters.exclude_ids)
-        hits = self.store.query(vector, kind, filters.to_where(), k + len(excluded))
-        return [h for h in hits if h.id not in excluded][:k]
-
-    def vectors(self, ids: Sequence[str], kind: str) -> dict[str, np.ndarray]:
-        if self.engine is not None:
-            return self.engine.vectors(list(ids), kind)
-        return self.store.vectors(list(ids), kind)
-
-    def get_product(self, product_id: str) -> Product | None:
-        return self.store.get_product(product_id)
-
-    def product(self, hit: Hit) -> Product:
-        if "product" in hit.metadata or self.engine is None:
-            return product_from_metadata(hit.metadata)
-        return self.engine.products(self.engine.index, [hit.id])[hit.id]
-
-
-class MatrixIndex:
-    """Products with their image and text vectors held in memory: exact search, vectorised filters.
-
-    Used by the benchmark (the whole H&M catalog, 11.8k items) and anywhere a store is not needed.
-    """
-
-    def __init__(self, products: Sequence[Product], image_vectors: np.ndarray, text_vectors: np.ndarray) -> None:
-        self.products = list(products)
-        self.ids = [p.id for p in self.products]
-        self.position = {pid: i for i, pid in enumerate(self.ids)}
-        self.matrix = {"image": np.asarray(image_vectors, np.float32), "text": np.asarray(text_vectors, np.float32)}
-        self.facets = {f: np.array([getattr(p, f) for p in self.products]) for f in ("category", "group", "colour",
-                                                                               "pattern", "gender", "source")}
-        self.price = np.array([np.nan if p.price is None else p.price for p in self.products], np.float64)
-        self._meta: dict[int, dict[str, Any]] = {}
-
-    def mask(self, filters: SearchFilters) -> np.ndarray:
-        keep = np.ones(len(self.ids), bool)
-        for facet, values in filters.must.items():
-            allowed = list(values) + (["unisex"] if facet == "gender" and {"men", "women"} & set(values) else [])
-            keep &= np.isin(self.facets[facet], allowed)
-        for facet, values in filters.avoid.items():
-            keep &= ~np.isin(self.facets[facet], list(values))
-        with np.errstate(invalid="ignore"):
-            if filters.price_min is not None:
-                keep &= self.price >= filters.price_min
-            if filters.price_max is not None:
-                keep &= self.price <= filters.price_max
-        for pid in filters.exclude_ids:
-            if pid in self.position:
-                keep[self.position[pid]] = False
-        return keep
-
-    def query(self, vector: np.ndarray, kind: str, filters: SearchFilters, k: int) -> list[Hit]:
-        sims = self.matrix[kind] @ np.asarray(vector, np.float32)
-        sims = np.where(self.mask(filters), sims, -np.inf)
-        k = min(k, int(np.isfinite(sims).sum()))
-        if k <= 0:
-            return []
-        top = np.argpartition(-sims, k - 1)[:k]
-        top = top[np.argsort(-sims[top])]
-        return [Hit(self.ids[i], float(sims[i]), self.metadata(i)) for i in top]
-
-    def metadata(self, i: int) -> dict[str, Any]:
-        """The filterable fields only (the product itself is looked up by ``product``)."""
-        if i not in self._meta:
-            p = self.products[i]
-            meta: dict[str, Any] = {f: getattr(p, f) for f in self.facets}
-            if p.price is not None:
-                meta["price"] = p.price
-            self._meta[i] = meta
-        return self._meta[i]
-
-    def vectors(self, ids: Sequence[str], kind: str) -> dict[str, np.ndarray]:
-        return {pid: self.matrix[kind][self.position[pid]] for pid in ids if pid in self.position}
-
-    def get_product(self, product_id: str) -> Product | None:
-        i = self.position.get(product_id)
-        return None if i is None else self.products[i]
-
-    def product(self, hit: Hit) -> Product:
-        return self.products[self.position[hit.id]]
 
 
 @dataclass
@@ -336,15 +228,46 @@ def detail_agreement(description: str, details: dict[str, str]) -> tuple[float, 
     return score, said
 
 
+PHOTO_DETAILS = ("sleeves", "length", "neckline")
+
+
+def strip_border_embedding(encoder: Any, image: Image.Image) -> np.ndarray:
+    """The photo's image embedding once a screenshot's frame is gone (the frame would colour the embedding)."""
+    return encoder.embed_images([strip_border(image)])[0]
+
+
+def photo_reference(vector: np.ndarray, extractor: Any) -> Reference:
+    """A photo that is no catalog item, described by the attribute heads: category, colour, pattern, gender, and
+    the visible details (sleeves, length, neckline) that a colour or pattern change keeps."""
+    predicted = extractor.predict_features(vector[None, :])[0]
+    details = {a: predicted[a].value for a in PHOTO_DETAILS if a in predicted and predicted[a].value != UNKNOWN}
+    return Reference(kind="photo", attributes={f: predicted[f].value for f in FACETS if f in predicted},
+                     details=details, vector=vector)
+
+
 class ComposedSearch:
-    """Composed retrieval over one index with one encoder."""
+    """Composed retrieval over one index with one encoder.
+
+    An uploaded photo is first looked up in the catalog (``tools.recognition``): a recognised item is searched
+    from its listing, like a shown product. Any catalog reference brings its variant family: the family's members
+    that satisfy the change rank first. A photo that is no catalog item keeps its garment through the
+    variant-invariant part of its embedding (``tools.variants``) when the change is a colour or pattern.
+    """
 
     def __init__(self, index: CandidateIndex, encoder: Any, weights: Weights = DEFAULT_WEIGHTS,
-                 hard_constraints: bool = True, extractor: Any | None = None) -> None:
+                 hard_constraints: bool = True, recognise: bool = True, families: bool = True,
+                 projection: VariantProjection | None | bool = True, extractor: Any | None = None) -> None:
         self.index = index
         self.encoder = encoder
         self.weights = weights
         self.hard_constraints = hard_constraints
+        self.families = families
+        self.recogniser = Recogniser(index, encoder) if recognise else None
+        if projection is True:
+            from atelier.tools.encoders import encoder_fingerprint
+
+            projection = load_projection(encoder_fingerprint(encoder))
+        self.projection = projection or None
         self._extractor = extractor
 
     @property
@@ -361,10 +284,7 @@ class ComposedSearch:
         if isinstance(reference, str):
             product = self.index.get_product(reference)
             if product is not None:
-                vector = self.index.vectors([product.id], "image").get(product.id)
-                return Reference(id=product.id, title=product.title, description=product.description,
-                                 attributes={f: getattr(product, f) for f in FACETS}, price=product.price,
-                                 vector=vector)
+                return self.product_reference(product)
             from pathlib import Path
 
             from atelier.tools.images import load_image
@@ -373,10 +293,22 @@ class ComposedSearch:
                 raise InputError(f"unknown product id or image file: {reference!r}",
                                  public_message="That is neither a product in the catalog nor a readable photo.")
             reference = load_image(reference)
-        extractor = self.extractor
-        vector = extractor.embed([reference])[0]
-        predicted = extractor.predict_features(vector[None, :])[0]
-        return Reference(attributes={f: predicted[f].value for f in FACETS if f in predicted}, vector=vector)
+        return self.photo(reference)
+
+    def photo(self, image: Image.Image, vector: np.ndarray | None = None) -> Reference:
+        """An uploaded photo: the catalog item it shows when recognised, else its predicted attributes + vector."""
+        vector = strip_border_embedding(self.encoder, image) if vector is None else vector
+        if self.recogniser is not None:
+            found = self.recogniser.recognise(image, vector)
+            if found.product is not None:
+                return self.product_reference(found.product, kind="recognised")
+        return photo_reference(vector, self.extractor)
+
+    def product_reference(self, product: Product, kind: str = "product") -> Reference:
+        vector = self.index.vectors([product.id], "image").get(product.id)
+        return Reference(id=product.id, kind=kind, title=product.title, description=product.description,
+                         attributes={f: getattr(product, f) for f in FACETS}, family=product.family,
+                         price=product.price, vector=vector)
 
     def search(self, reference: str | Image.Image | Reference, change: str, k: int = 10,
                filters: SearchFilters | None = None) -> list[SearchResult]:
@@ -397,17 +329,44 @@ class ComposedSearch:
         return [SearchResult.from_product(s.product, s.score, self._why(s, ref, request, hard, relaxed))
                 for s in ranked[:k]]
 
-    def rank(self, ref: Reference, request: Change, target: np.ndarray, hard: SearchFilters,
-             k: int) -> list[Scored]:
-        """Coarse candidates under ``hard`` from the three similarity channels, re-ranked; the best ``k``."""
-        w = self.weights
+    def shape_vector(self, ref: Reference, request: Change) -> np.ndarray | None:
+        """The photo's variant-invariant vector when its colour or pattern is what changes (photos only: a
+        catalog reference keeps its garment through its listing and family)."""
+        if ref.kind != "photo" or ref.vector is None or self.projection is None:
+            return None
+        if not {"colour", "pattern"} & set(request.changed):
+            return None
+        return self.projection.apply(ref.vector)[0]
+
+    def family(self, ref: Reference, request: Change) -> str | None:
+        """The reference's variant family when the change is one a variant can satisfy (a colour or pattern)."""
+        variant_change = bool({"colour", "pattern"} & set(request.changed))
+        return ref.family if self.families and variant_change else None
+
+    def gather(self, ref: Reference, target: np.ndarray, shape: np.ndarray | None, hard: SearchFilters,
+               family: str | None) -> dict[str, Hit]:
+        """Coarse candidates under ``hard``: the reference photo's neighbours (by shape when colour or pattern
+        changes), the target description's neighbours among photos and texts, and the reference's family."""
         pool: dict[str, Hit] = {}
         queries = [(target, "image"), (target, "text")]
         if ref.vector is not None:
-            queries.insert(0, (np.asarray(ref.vector, np.float32), "image"))
+            queries.insert(0, (shape if shape is not None else np.asarray(ref.vector, np.float32), "image"))
         for vector, kind in queries:
-            for hit in self.index.query(vector, kind, hard, w.pool):
+            for hit in self.index.query(vector, kind, hard, self.weights.pool):
                 pool.setdefault(hit.id, hit)
+        for pid in self.index.family_members(family) if family else []:
+            product = None if pid in pool or pid in hard.exclude_ids else self.index.get_product(pid)
+            if product is not None and hard.matches(meta := product_metadata(product, "")):
+                pool[pid] = Hit(pid, 0.0, meta)
+        return pool
+
+    def rank(self, ref: Reference, request: Change, target: np.ndarray, hard: SearchFilters,
+             k: int) -> list[Scored]:
+        """Coarse candidates under ``hard`` re-ranked, the reference's family first; the best ``k``."""
+        w = self.weights
+        shape = self.shape_vector(ref, request)
+        family = self.family(ref, request)
+        pool = self.gather(ref, target, shape, hard, family)
         if not pool:
             return []
         ids = list(pool)
@@ -418,12 +377,16 @@ class ComposedSearch:
             hit = pool[pid]
             product = self.index.product(hit)
             s = Scored(hit, product)
-            if ref.vector is not None and pid in images:
+            if shape is not None and self.projection is not None and pid in images:
+                s.parts["shape"] = float(self.projection.apply(images[pid])[0] @ shape)
+            elif ref.vector is not None and pid in images:
                 s.parts["photo"] = float(images[pid] @ ref.vector)
             if pid in images:
                 s.parts["target_photo"] = float(images[pid] @ target)
             if pid in texts:
                 s.parts["target_text"] = float(texts[pid] @ target)
+            if family and product.family == family:
+                s.parts["family"] = 1.0
             agree = 0.0
             for facet in ("category", "gender", "pattern", "colour"):
                 wanted = request.target.get(facet, UNKNOWN)
@@ -432,10 +395,11 @@ class ComposedSearch:
                     s.kept.append(f"{facet}={wanted}")
             detail, s.details = detail_agreement(product.description, request.details)
             s.parts["attributes"] = agree + detail
-            s.score = (w.image * s.parts.get("photo", 0.0) + w.target_image * s.parts.get("target_photo", 0.0)
+            photo = s.parts.get("photo", s.parts.get("shape", 0.0))
+            s.score = (w.image * photo + w.target_image * s.parts.get("target_photo", 0.0)
                        + w.target_text * s.parts.get("target_text", 0.0) + w.attributes * s.parts["attributes"])
             scored.append(s)
-        scored.sort(key=lambda x: -x.score)
+        scored.sort(key=lambda x: (-x.parts.get("family", 0.0), -x.score))
         return scored[:k]
 
     @staticmethod
@@ -450,12 +414,16 @@ class ComposedSearch:
         if hard.price_max is not None or hard.price_min is not None:
             bound = f"below {hard.price_max:g}" if hard.price_max is not None else f"above {hard.price_min:g}"
             parts.append(f"price {s.product.price:g} {bound}" if s.product.price is not None else f"price {bound}")
+        if s.parts.get("family"):
+            parts.append("the same piece as the " + ("item in your photo" if ref.kind == "recognised" else "reference")
+                         + " in another variant")
         kept = [k for k in s.kept if k.split("=")[0] not in request.changed]
         if kept:
             parts.append("same as the reference: " + ", ".join(kept))
         if s.details:
             parts.append("description confirms " + ", ".join(s.details))
-        sims = {"photo": "photo similarity", "target_photo": "looks like the target",
+        sims = {"photo": "photo similarity", "shape": "shape similarity (colour and pattern left out)",
+                "target_photo": "looks like the target",
                 "target_text": "description matches the target"}
         parts.append("; ".join(f"{label} {s.parts[key]:.2f}" for key, label in sims.items() if key in s.parts))
         if relaxed and not hard.matches(s.hit.metadata):

@@ -71,6 +71,8 @@ def product_metadata(product: Product, content_hash: str) -> dict[str, Any]:
                 product=product.model_dump_json())
     if product.price is not None:
         meta["price"] = float(product.price)
+    if product.family:
+        meta["family"] = product.family
     return meta
 
 
@@ -219,6 +221,10 @@ class ProductStore:
                 return [], []
             raise StoreError(f"the vector query failed: {exc}") from exc
         return list(rows["ids"][0]), [1.0 - float(d) for d in rows["distances"][0]]
+
+    def family_members(self, family: str) -> list[str]:
+        """Ids of one variant family (``family`` metadata, written at ingestion since products carry it)."""
+        return list(self.image.get(where={"family": family}, include=[])["ids"])
 
     def iter_metadata(self, batch: int = MAX_BATCH) -> Iterable[tuple[str, dict[str, Any], str]]:
         """(id, metadata, document) for every product, in pages."""

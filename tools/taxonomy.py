@@ -107,6 +107,14 @@ class Taxonomy:
                 found.append(Mention(facet, self.synonyms[facet][m.group(1).lower()], span[0], span[1], m.group(1)))
         return sorted(found, key=lambda x: x.start)
 
+    def strip(self, text: str, facets: tuple[str, ...]) -> str:
+        """``text`` without its mentions of ``facets`` ("Navy blue striped dress" -> "dress" for colour, pattern)."""
+        if not facets:
+            return text.strip()
+        for mention in sorted(self.find_mentions(text, facets), key=lambda m: -m.start):
+            text = text[:mention.start] + text[mention.end:]
+        return re.sub(r"\s{2,}", " ", text).strip(" ,.")
+
 
 @lru_cache(maxsize=1)
 def get_taxonomy() -> Taxonomy:

@@ -294,6 +294,21 @@ def train_probes_command(
     typer.echo(f"saved {len(heads.heads)} heads to {out or DEFAULT_PROBES}; defaults: {heads.default}")
 
 
+@app.command("calibrate-recognition")
+def calibrate_recognition_command(
+    n: int = typer.Option(300, help="Non-test catalog photos degraded and looked up (each also out of catalog)."),
+    precision: float = typer.Option(0.995, help="Precision the thresholds must reach on those photos."),
+) -> None:
+    """Calibrate catalog-photo recognition and fit the variant projection on the configured store's non-test
+    items (writes tools/recognition.json and tools/variant_projection.npz; rerun when the encoder changes)."""
+    from atelier.tools.training.recognition import calibrate
+
+    thresholds, scores, _ = calibrate(n=n, target=precision, log=typer.echo)
+    typer.echo(f"thresholds: {thresholds.inliers} inliers, correlation >= {thresholds.correlation}, colour "
+               f"difference <= {thresholds.colour_difference}; precision {scores.precision:.3f}, recall "
+               f"{scores.recall:.3f}, out-of-catalog false accepts {scores.false_accepts:.3f}")
+
+
 @app.command("train-encoder")
 def train_encoder_command(
     tune_blocks: int = typer.Option(0, help="Backbone blocks fine-tuned on cached activations (0 = head only)."),

@@ -1,8 +1,10 @@
 """The decision rules: which intent a read message asks for, as an explicit ordered tuple.
 
 ``RULES`` is tried in order and the first rule that names an intent wins, so the order is the policy: starting
-over beats everything, a comparison beats a question about one product, a photo with a change is composed search
-before it could be a plain refinement. Messages no rule decides go to the embedding fallback (``classify``).
+over beats everything, a comparison beats a question about one product, asking for the item in view in another
+variant ("got this with stripes?") is composed search before it could be a question, a photo with a change is
+composed search before it could be a plain refinement. Messages no rule decides go to the embedding fallback
+(``classify``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,17 @@ def outfit(s: ParseState, c: ParseContext) -> str | None:
     return None
 
 
+def variant_request(s: ParseState, c: ParseContext) -> str | None:
+    """ "do you have this in stripes?", "got it with long sleeves?", "same but green", "any plain version?": the
+    item in the photo or in focus, changed, is a composed search before it could read as a question about it."""
+    if not (c.has_image or c.photo_in_focus or c.has_reference) or s.references:
+        return None
+    cues = s.vocab.cues
+    if not cues.variant_request.search(s.text):
+        return None
+    return "composed" if s.has_change() or cues.variant_details.search(s.text) else None
+
+
 def question(s: ParseState, c: ParseContext) -> str | None:
     vocab = s.vocab
     asks = s.raw.rstrip().endswith("?") or bool(vocab.question_openers.search(s.text))
@@ -107,7 +120,8 @@ def feedback_only(s: ParseState, c: ParseContext) -> str | None:
     return None
 
 
-RULES: tuple[Rule, ...] = (start_over, compare, describe, outfit, question, composed, help_or_chat, feedback_only)
+RULES: tuple[Rule, ...] = (start_over, compare, describe, outfit, variant_request, question, composed, help_or_chat,
+                           feedback_only)
 
 
 def decide(s: ParseState, c: ParseContext) -> str | None:

@@ -50,6 +50,8 @@ class Cues:
     asks_in: re.Pattern[str]
     outfit_split: re.Pattern[str]
     photo_similar: re.Pattern[str]
+    variant_request: re.Pattern[str]
+    variant_details: re.Pattern[str]
     chat_filler: frozenset[str]
     preference: re.Pattern[str]
 
@@ -165,6 +167,8 @@ def _cues(cues: dict[str, list[str]]) -> Cues:
         asks_in=phrases(cues["asks_in"], anchor="end", strict=False),
         outfit_split=re.compile(alternation(cues["outfit_verbs"], strict=False) + r".{0,40}\bwith\b"),
         photo_similar=phrases(cues["photo_similar"], strict=False),
+        variant_request=phrases(cues["variant_request"], strict=False),
+        variant_details=phrases(cues["variant_details"], strict=False),
         chat_filler=frozenset(cues["chat_filler"]),
         preference=phrases(cues["preference"], strict=False),
     )

@@ -1,0 +1,250 @@
+"""Is this uploaded photo one of our products? Near-duplicate recognition of catalog items in screenshots and
+phone photos (resized, cropped, recompressed, framed by a border, slightly rotated).
+
+Global embeddings cannot decide it: a degraded copy of a product photo is often less similar to its original than
+the original is to a sibling variant or to another black T-shirt. The classic instance-retrieval recipe does
+(Philbin et al. 2007, "Object retrieval with large vocabularies and fast spatial matching": shortlist by a global
+descriptor, then spatial verification):
+
+1. shortlist: the photo's image embedding (after stripping a coloured border) against the catalog's, top ``k``;
+2. geometric verification: ORB keypoints (Rublee et al. 2011) matched with Lowe's ratio test, a RANSAC
+   similarity transform, and the count of its inliers — a re-shot or re-drawn garment rarely agrees with the
+   catalog photo on dozens of corners under one rotation + scale + shift;
+3. photometric check: the catalog photo warped onto the upload by that transform must agree in brightness
+   pattern (correlation of the L channel) and colour (mean Lab difference) on the garment's pixels — this is
+   what tells the catalog photo from a sibling colour variant shot in the same pose.
+
+A match is accepted only above thresholds calibrated on non-test catalog items
+(``atelier calibrate-recognition`` -> ``tools/recognition.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from atelier.tools.candidates import CandidateIndex
+from atelier.tools.query_parser import SearchFilters
+from atelier.tools.schema import Product
+
+THRESHOLDS_PATH = Path(__file__).resolve().parent / "recognition.json"
+SIDE = 320
+WHITE = 225
+
+
+class Thresholds(BaseModel):
+    """When a verified candidate counts as the same photo; ``metrics`` records how they were calibrated."""
+
+    shortlist: int = 20
+    inliers: int = 15
+    correlation: float = 0.3
+    colour_difference: float = 10.0
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+    def accepts(self, match: "Match") -> bool:
+        return match.identical or (match.inliers >= self.inliers and match.correlation >= self.correlation
+                                   and match.colour_difference <= self.colour_difference)
+
+    def save(self, path: Path = THRESHOLDS_PATH) -> None:
+        path.write_text(self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path = THRESHOLDS_PATH) -> "Thresholds":
+        return cls.model_validate(json.loads(path.read_text())) if path.is_file() else cls()
+
+
+class Match(BaseModel):
+    """The best-verified catalog candidate for a photo, with its verification evidence."""
+
+    id: str
+    similarity: float
+    inliers: int = 0
+    correlation: float = 0.0
+    colour_difference: float = 255.0
+    identical: bool = False  # the same photo, only resized or recompressed (textureless items have few keypoints)
+
+
+class Recognition(BaseModel):
+    """``product`` is set only when the photo is recognised as that catalog item."""
+
+    product: Product | None = None
+    match: Match | None = None
+
+    @property
+    def recognised(self) -> bool:
+        return self.product is not None
+
+
+@dataclass(frozen=True)
+class Keypoints:
+    points: np.ndarray
+    descriptors: np.ndarray | None
+    rgb: np.ndarray
+
+
+def strip_border(image: Image.Image, tolerance: int = 30) -> Image.Image:
+    """Remove uniform non-white frames (screenshot padding, a coloured border) around a photo shot on white.
+
+    Only a frame with white inside it is removed: a photo on a grey or coloured background stays as it is.
+    """
+    image = image.convert("RGB")
+    stripped = image
+    for _ in range(3):
+        a = np.asarray(stripped, np.int16)
+        corners = np.median(np.array([a[0, 0], a[0, -1], a[-1, 0], a[-1, -1]]), axis=0)
+        if (corners > WHITE).all():
+            return stripped
+        differs = np.abs(a - corners).max(axis=2) > tolerance
+        rows = np.flatnonzero(differs.mean(axis=1) > 0.5)
+        cols = np.flatnonzero(differs.mean(axis=0) > 0.5)
+        if not len(rows) or not len(cols):
+            break
+        box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+        if box == (0, 0, *stripped.size):
+            break
+        stripped = stripped.crop(box)
+    return image
+
+
+def keypoints(image: Image.Image) -> Keypoints:
+    """ORB keypoints of the photo scaled to ``SIDE`` pixels on its long side, and its pixels at that scale."""
+    import cv2
+
+    rgb = np.asarray(image.convert("RGB"))
+    h, w = rgb.shape[:2]
+    scale = SIDE / max(h, w, 1)
+    rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    found, descriptors = _orb().detectAndCompute(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), None)
+    points = np.float32([k.pt for k in found]) if found else np.zeros((0, 2), np.float32)
+    return Keypoints(points, descriptors, rgb)
+
+
+@lru_cache(maxsize=1)
+def _orb() -> Any:
+    import cv2
+
+    return cv2.ORB_create(nfeatures=500, fastThreshold=10)
+
+
+def catalog_keypoints(path: str) -> Keypoints | None:
+    """Keypoints of a catalog photo (cached by path and modification time: similar uploads meet the same
+    candidates)."""
+    try:
+        return _catalog_keypoints(path, Path(path).stat().st_mtime)
+    except OSError:
+        return None
+
+
+@lru_cache(maxsize=2048)
+def _catalog_keypoints(path: str, mtime: float) -> Keypoints | None:
+    from atelier.tools.images import ImageError, load_image
+
+    try:
+        return keypoints(load_image(path))
+    except ImageError:
+        return None
+
+
+def verify(query: Keypoints, candidate: Keypoints) -> tuple[int, float, float]:
+    """(RANSAC inliers, L-channel correlation, mean Lab difference) of ``candidate`` seen as ``query``."""
+    import cv2
+
+    if query.descriptors is None or candidate.descriptors is None or min(len(query.points),
+                                                                          len(candidate.points)) < 3:
+        return 0, 0.0, 255.0
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query.descriptors, candidate.descriptors, k=2)
+    good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+    if len(good) < 4:
+        return 0, 0.0, 255.0
+    source = query.points[[m.queryIdx for m in good]]
+    target = candidate.points[[m.trainIdx for m in good]]
+    transform, mask = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=5.0)
+    if transform is None or mask is None:
+        return 0, 0.0, 255.0
+    correlation, difference = photometric(query.rgb, candidate.rgb, transform)
+    return int(mask.sum()), correlation, difference
+
+
+def identical(query: np.ndarray, candidate: np.ndarray, tolerance: float = 4.0) -> bool:
+    """Whether two photos of the same shape are the same pixels up to resizing and recompression, compared on the
+    garment (the non-white pixels of either): a plain black sock has too few corners to verify geometrically."""
+    import cv2
+
+    (h, w), (ch, cw) = query.shape[:2], candidate.shape[:2]
+    if abs(h / max(w, 1) - ch / max(cw, 1)) > 0.02 * ch / max(cw, 1):
+        return False
+    resized = cv2.resize(candidate, (w, h), interpolation=cv2.INTER_AREA)
+    garment = (query.min(axis=2) < WHITE) | (resized.min(axis=2) < WHITE)
+    if garment.sum() < 0.02 * h * w:
+        return False
+    difference = np.abs(query.astype(np.float32) - resized.astype(np.float32))[garment]
+    return float(difference.mean()) <= tolerance
+
+
+def photometric(query: np.ndarray, candidate: np.ndarray, transform: np.ndarray) -> tuple[float, float]:
+    """Agreement of the catalog photo warped onto the upload, on the catalog garment's (non-white) pixels."""
+    import cv2
+
+    h, w = query.shape[:2]
+    warped = cv2.warpAffine(candidate, transform, (w, h), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
+                            borderValue=(255, 255, 255))
+    garment = warped.min(axis=2) < WHITE
+    if garment.sum() < 50:
+        return 0.0, 255.0
+    q = cv2.cvtColor(query, cv2.COLOR_RGB2LAB).astype(np.float32)[garment]
+    c = cv2.cvtColor(warped, cv2.COLOR_RGB2LAB).astype(np.float32)[garment]
+    correlation = float(np.corrcoef(q[:, 0], c[:, 0])[0, 1]) if q[:, 0].std() > 1 and c[:, 0].std() > 1 else 0.0
+    return correlation, float(np.abs(q - c).mean())
+
+
+class Recogniser:
+    """Recognises catalog items in photos against one candidate index."""
+
+    def __init__(self, index: CandidateIndex, encoder: Any, thresholds: Thresholds | None = None) -> None:
+        self.index = index
+        self.encoder = encoder
+        self.thresholds = thresholds or Thresholds.load()
+
+    def embed(self, image: Image.Image) -> np.ndarray:
+        """The shortlist vector: the photo's embedding with any coloured frame removed first."""
+        return self.encoder.embed_images([strip_border(image)])[0]
+
+    def candidates(self, image: Image.Image, vector: np.ndarray | None = None, exclude_family: str | None = None,
+                   exclude_ids: tuple[str, ...] = ()) -> list[Match]:
+        """Every shortlisted candidate with its verification evidence, best-verified first (``exclude_*`` hold
+        items out of the catalog, for calibration and benchmarks)."""
+        vector = self.embed(image) if vector is None else vector
+        k = self.thresholds.shortlist
+        hits = self.index.query(vector, "image", SearchFilters(exclude_ids=list(exclude_ids)),
+                                k * 2 if exclude_family else k)
+        query = keypoints(image)
+        matches = []
+        for hit in hits:
+            product = self.index.product(hit)
+            if exclude_family and product.family == exclude_family:
+                continue
+            found = catalog_keypoints(product.image_path) if product.image_path else None
+            inliers, correlation, difference = verify(query, found) if found else (0, 0.0, 255.0)
+            same = found is not None and identical(query.rgb, found.rgb)
+            matches.append(Match(id=hit.id, similarity=hit.similarity, inliers=inliers, correlation=correlation,
+                                 colour_difference=difference, identical=same))
+            if len(matches) == k:
+                break
+        return sorted(matches, key=lambda m: (not m.identical, -m.inliers, m.colour_difference))
+
+    def recognise(self, image: Image.Image, vector: np.ndarray | None = None,
+                  exclude_family: str | None = None) -> Recognition:
+        """The catalog item this photo shows, or no product (with the closest candidate as evidence)."""
+        found = self.candidates(image, vector, exclude_family)
+        accepted = [m for m in found if self.thresholds.accepts(m)]
+        if not accepted:
+            return Recognition(match=found[0] if found else None)
+        best = accepted[0]
+        return Recognition(product=self.index.get_product(best.id), match=best)
