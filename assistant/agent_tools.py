@@ -23,8 +23,11 @@ from PIL import Image
 from atelier.assistant.events import Event, ToolCallEvent
 from atelier.assistant.runtime import Runtime
 from atelier.memory import CascadeWeights, ComposedQuery, SessionMemory, compose_query, rerank
+from atelier.memory.compose import request_text
 from atelier.memory.state import Anchor
+from atelier.tools.coverage import cover, promote, request_terms
 from atelier.tools.query_parser import SearchFilters
+from atelier.tools.relevance import Honesty
 from atelier.tools.schema import Product, SearchResult
 from atelier.tools.search import ProductSearch
 from atelier.tools.vectors import unit
@@ -155,10 +158,10 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _result_lines(results: list[SearchResult]) -> str:
+def _result_lines(results: list[SearchResult], honesty: Honesty | None = None) -> str:
     if not results:
         return "No products matched."
-    lines = []
+    lines = [] if honesty is None or honesty.match else [honesty.note()]
     for rank, r in enumerate(results, start=1):
         price = "no price" if r.price is None else f"{r.price:.2f}"
         lines.append(f"{rank}. [{r.id}] {r.title} — {r.colour} {r.pattern} {r.category} ({r.gender}), {price}")
@@ -185,10 +188,14 @@ def build_tools(ctx: ToolContext) -> dict[str, BaseTool]:
             text = query or composed.text
         preferences = ctx.memory.preferences if use_memory else []
         pool = max(3 * k, 30)
-        results = ctx.engine.search(text or "fashion", filters, pool, parse=not use_memory, query_vector=vector)
+        terms = request_terms(request_text(ctx.memory) if use_memory else text)
+        outcome = ctx.engine.search_outcome(text or "fashion", filters, pool, parse=not use_memory,
+                                            query_vector=vector, terms=terms)
+        results = outcome.results if outcome.verdict.show else []
         results = diversify(rerank(results, preferences, ctx.reference_product(), pool), k, ctx.max_variants)
-        ctx.results = results
-        return _result_lines(results)
+        ctx.results = promote(results, cover(terms, results))
+        ctx.data["honesty"] = Honesty.of(outcome.verdict, cover(terms, ctx.results), bool(ctx.results))
+        return _result_lines(ctx.results, ctx.data["honesty"])
 
     def find_similar(reference: str, change: str = "", k: int = 10) -> str:
         """Products like a reference (a product id, or "uploaded" for the shopper's photo) changed as `change`

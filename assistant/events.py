@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, Field, TypeAdapter
 
 from atelier.tools.errors import AtelierError
+from atelier.tools.relevance import Honesty
 from atelier.tools.schema import SearchResult
 
 
@@ -27,12 +28,14 @@ class ToolCallEvent(BaseModel):
 
 
 class ProductsEvent(BaseModel):
-    """Products to show as cards; ``slot`` names the outfit slot for outfit completion."""
+    """Products to show as cards; ``slot`` names the outfit slot for outfit completion. ``honesty`` (searches)
+    says whether they match the request or are only the closest items, and which request terms none has."""
 
     type: Literal["products"] = "products"
     results: list[SearchResult]
     slot: str | None = None
     title: str | None = None
+    honesty: Honesty | None = None
 
 
 class TextDeltaEvent(BaseModel):

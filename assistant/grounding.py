@@ -9,6 +9,9 @@ Two directions, one module:
   image is cut (a reply is plain text; an image URL would make the shopper's browser leak data to
   whoever wrote it: OWASP LLM05, improper output handling), HTML tags are dropped, and a sentence
   that repeats the system prompt (eight words in a row) is cut (LLM07, system prompt leakage).
+* **Honest** (``unmatched``): when the results lack some words of the request ("golf" in "golf shoes"), a
+  sentence that names such a word without saying it is missing, or calls the results a match, is cut: the
+  shopper must never read that the shoes are golf shoes.
 * **In** (``as_data``, ``looks_like_injection``): untrusted text (product descriptions, shopper
   messages) enters a prompt only as quoted, single-line, delimited data, so instructions hidden in it
   read as content rather than as orders.
@@ -32,8 +35,8 @@ from pydantic import BaseModel, Field
 from atelier.tools.schema import SearchResult
 from atelier.tools.settings import PROMPTS_DIR
 
-__all__ = ["GroundedReply", "GroundedStream", "as_data", "ground_reply", "leaks_system_prompt", "looks_like_injection",
-           "sanitize"]
+__all__ = ["GroundedReply", "GroundedStream", "as_data", "false_claims", "ground_reply", "leaks_system_prompt",
+           "looks_like_injection", "sanitize"]
 
 
 class GroundedReply(BaseModel):
@@ -105,10 +108,29 @@ def _price_ok(value: float, prices: Iterable[float]) -> bool:
                for p in prices)
 
 
+_NEGATION = re.compile(r"\b(?:no|not|none|nothing|never|without|lacks?|missing|can't|cannot|couldn't|don't|doesn't|"
+                       r"didn't|isn't|aren't|wasn't|haven't|hasn't|unable|neither|nor|instead|other|closest)\b|n't\b",
+                       re.I)
+_MATCH_CLAIM = re.compile(r"\b(?:match(?:es|ing)?|exactly|perfect(?:ly)?|just what|ideal)\b", re.I)
+
+
+def false_claims(sentence: str, unmatched: Sequence[str]) -> list[str]:
+    """The unmatched request terms a sentence claims: it names one (or calls the results a match) and says
+    nothing of it being missing. "These golf shoes are great" claims "golf"; "I have no golf shoes" does not."""
+    if not unmatched or _NEGATION.search(sentence):
+        return []
+    named = [t for t in unmatched if re.search(rf"(?<![\w-]){re.escape(t)}(?![\w-])", sentence, re.I)]
+    if not named and _MATCH_CLAIM.search(sentence):
+        named = [_MATCH_CLAIM.search(sentence).group()]
+    return named
+
+
 class _Grounder:
     """The allowed ids and prices of one turn, and the cutting of everything else."""
 
-    def __init__(self, results: Sequence[SearchResult], facts: Iterable[str], user_text: Iterable[str]) -> None:
+    def __init__(self, results: Sequence[SearchResult], facts: Iterable[str], user_text: Iterable[str],
+                 unmatched: Iterable[str] = ()) -> None:
+        self.unmatched = [u for u in unmatched if u]
         facts = [f for f in facts if f]
         user_text = [u for u in user_text if u]
         self.prices = [r.price for r in results if r.price is not None] + sorted(_numbers(facts))
@@ -163,6 +185,10 @@ class _Grounder:
         for sentence in _sentences(text):
             if leaks_system_prompt(sentence):
                 removed.append(sentence.strip())
+                continue
+            untrue = false_claims(sentence, self.unmatched)
+            if untrue:
+                removed.extend(untrue)
                 continue
             claims = self.claims(sentence)
             if not claims:
@@ -233,14 +259,15 @@ def _tidy(text: str) -> str:
 
 
 def ground_reply(text: str, results: Sequence[SearchResult], facts: Iterable[str] = (), *,
-                 user_text: Iterable[str] = ()) -> GroundedReply:
+                 user_text: Iterable[str] = (), unmatched: Iterable[str] = ()) -> GroundedReply:
     """Cut every product id and price in ``text`` that ``results`` or ``facts`` do not support.
 
     ``facts`` are trusted tool outputs (VQA answers, the template reply): any number in them may be
     repeated. ``user_text`` (the shopper's message, the memory) only supports budgets: "under $50" may
-    echo the shopper's "below 50", but "costs $50" still needs a product that costs 50.
+    echo the shopper's "below 50", but "costs $50" still needs a product that costs 50. ``unmatched``: request
+    terms no result satisfies; a sentence claiming one is cut (``false_claims``).
     """
-    grounded, removed = _Grounder(results, facts, user_text).apply(text)
+    grounded, removed = _Grounder(results, facts, user_text, unmatched).apply(text)
     grounded = grounded.strip()
     return GroundedReply(text=grounded, removed=removed, flagged=bool(removed) or looks_like_injection(grounded))
 
@@ -255,9 +282,9 @@ class GroundedStream(Iterator[str]):
     """
 
     def __init__(self, chunks: Iterable[str], results: Sequence[SearchResult], facts: Iterable[str] = (), *,
-                 user_text: Iterable[str] = (), fallback: str = "") -> None:
+                 user_text: Iterable[str] = (), fallback: str = "", unmatched: Iterable[str] = ()) -> None:
         self._chunks = iter(chunks)
-        self._grounder = _Grounder(results, facts, user_text)
+        self._grounder = _Grounder(results, facts, user_text, unmatched)
         self._buffer = ""
         self._pending: list[str] = []
         self._done = False

@@ -12,7 +12,8 @@ from typing import Any
 
 from atelier.assistant.agent_tools import UPLOADED
 from atelier.assistant.events import Event
-from atelier.assistant.replies import item_text, price_text, render, results_reply, what_text
+from atelier.assistant.replies import (honest_reply, honest_title, item_text, price_text, render, results_reply,
+                                       what_text)
 from atelier.assistant.turnstate import Turn
 from atelier.tools.schema import UNKNOWN, SearchResult
 
@@ -36,11 +37,13 @@ def present(turn: Turn, tool: str) -> Iterator[Event]:
 @presents("search_products")
 def present_results(turn: Turn) -> Iterator[Event]:
     results = turn.ctx.results
-    yield turn.show(results)
+    honesty = turn.ctx.data.get("honesty")
+    turn.memory.honesty = honesty
+    yield turn.show(results, title=honest_title(honesty), honesty=honesty)
     what = what_text(turn.memory.constraints, fallback=_fallback_noun(turn))
     section = turn.intent.intent if turn.intent.intent in ("search", "refine") else "search"
     extra = {"changes_sentence": changes_sentence(turn)} if section == "refine" else {}
-    turn.template = results_reply(section, results, what=what, **extra)
+    turn.template = honest_reply(section, results, honesty, what=what, **extra)
     if turn.update.notes and "no price to compare" in " ".join(turn.update.notes):
         turn.template = "I have no prices to compare with yet. " + turn.template
 
@@ -65,7 +68,7 @@ def changes_sentence(turn: Turn) -> str:
 
 def _fallback_noun(turn: Turn) -> str:
     details = " ".join(d.text for d in turn.memory.details[-2:])
-    return f"matches for \"{details}\"" if details else "items"
+    return f"results for \"{details}\"" if details else "items"
 
 
 def subject_text(turn: Turn, subject: str | None) -> str:

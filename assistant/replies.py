@@ -13,6 +13,7 @@ import yaml
 
 from atelier.memory.compose import describe_constraints
 from atelier.memory.state import Constraints
+from atelier.tools.relevance import Honesty
 from atelier.tools.schema import UNKNOWN, SearchResult
 from atelier.tools.settings import PROMPTS_DIR
 
@@ -84,3 +85,53 @@ def results_reply(section: str, results: list[SearchResult], **values: Any) -> s
         return render(section, "empty", suggestion=templates()["suggestions"][0], **values)
     key = "one" if len(results) == 1 else "results"
     return render(section, key, n=len(results), top=item_text(results[0]), also=also_text(results), **values)
+
+
+def plural(word: str) -> str:
+    """ "bag" → "bags", "dress" → "dresses"; words already plural or uncounted stay."""
+    if word in UNCOUNTED or word.endswith("s"):
+        return word
+    return word + ("es" if word.endswith(("ch", "sh", "x")) else "s")
+
+
+def _either(words: list[str]) -> str:
+    return " or ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def honest_reply(section: str, results: list[SearchResult], honesty: Honesty | None, **values: Any) -> str:
+    """The search reply: ``results_reply`` for a full match; otherwise never "matches" — say what is missing,
+    naming every unmatched term, then show the closest items as such ("I have no golf shoes; these are other
+    shoes. Closest: …")."""
+    if honesty is None or honesty.match or (not results and not honesty.refused):
+        return results_reply(section, results, **values)
+    prefix = values.get("changes_sentence", "")
+    missing = [u for u in honesty.unmatched if u not in honesty.sizes]
+    if not results:
+        return prefix + render("honest", "out_of_domain", missing=_either(honesty.unmatched or honesty.terms))
+    head = honesty.head
+    if head and honesty.head_matched:
+        qualifiers = [u for u in missing if u != head]
+        parts = []
+        if qualifiers:
+            key = "no_such" if len(qualifiers) == 1 else "not_mentioned"
+            parts.append(render("honest", key, wanted=" ".join([*qualifiers, plural(head)]), head=plural(head),
+                                missing=_either(qualifiers)))
+        if honesty.sizes:
+            parts.append(render("honest", "sizes", sizes=_either(honesty.sizes)))
+    elif head:
+        others = [u for u in missing if u != head]
+        parts = [render("honest", "no_head", head_article=f"a {head}" if not head.endswith("s") else head,
+                        also_missing=f" or mentions {_either(others)}" if others else "")]
+    elif missing:
+        parts = [render("honest", "no_words", missing=_either(missing))]
+    else:
+        parts = [render("honest", "no_match", what=values.get("what", "that"))]
+    closest = render("honest", "closest", top=item_text(results[0]), also=also_text(results))
+    return prefix + " ".join([*parts, closest])
+
+
+def honest_title(honesty: Honesty | None) -> str | None:
+    """The products row's title when the results are only the closest items (the widget and Streamlit show it)."""
+    if honesty is None or honesty.match or honesty.refused:
+        return None
+    return render("honest", "title", missing=_either(honesty.unmatched) if honesty.unmatched else "exact match")

@@ -11,6 +11,7 @@ from atelier.assistant.agent_tools import ToolContext
 from atelier.assistant.events import Event, ProductsEvent
 from atelier.memory import SessionMemory, TurnUpdate
 from atelier.memory.intent import TurnIntent
+from atelier.tools.relevance import Honesty
 from atelier.tools.schema import SearchResult
 
 
@@ -33,7 +34,7 @@ class Turn:
         return (yield from self.ctx.call(name, args))
 
     def show(self, results: list[SearchResult], title: str | None = None, slot: str | None = None,
-             remember: bool = True) -> ProductsEvent:
+             remember: bool = True, honesty: Honesty | None = None) -> ProductsEvent:
         self.results.extend(results)
         self.remember_results = self.remember_results or remember
-        return ProductsEvent(results=results, title=title, slot=slot)
+        return ProductsEvent(results=results, title=title, slot=slot, honesty=honesty)

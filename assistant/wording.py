@@ -41,8 +41,10 @@ def reply_events(turn: Turn, backend: Any | None, history: list[dict[str, str]])
 def llm_reply(backend: Any, turn: Turn, history: list[dict[str, str]]) -> Generator[Event, None, str]:
     """The backend's wording, grounded exactly once: model backends already return a ``GroundedStream``
     (``ReplyContext.ground``); any other stream is grounded here."""
+    honesty = turn.ctx.data.get("honesty")
     context = ReplyContext(intent=turn.intent.intent, results=turn.results, memory=turn.memory.summary(),
-                           template_reply=turn.template, user_message=turn.message, facts=turn.ctx.facts)
+                           template_reply=turn.template, user_message=turn.message, facts=turn.ctx.facts,
+                           unmatched=list(honesty.unmatched) if honesty is not None and not honesty.match else [])
     messages = history + [{"role": "user", "content": turn.message}]
     stream = backend.stream_reply(system_prompt(), messages, context)
     if not isinstance(stream, GroundedStream):

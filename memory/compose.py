@@ -81,6 +81,14 @@ def describe_constraints(constraints: Constraints) -> str:
     return " ".join(words)
 
 
+def request_text(memory: SessionMemory) -> str:
+    """The current request as words for the coverage check: every turn's details, then the constraint phrase
+    without the gender ("golf" + "shoes" → "golf shoes"; "laptop 15 inch macbook" + "bag")."""
+    c = memory.constraints
+    phrase = describe_constraints(Constraints(must={f: v for f, v in c.must.items() if f != "gender"}))
+    return " ".join([*(d.text for d in memory.details), phrase]).strip()
+
+
 VectorLookup = Callable[[Sequence[str]], dict[str, np.ndarray]]
 ImageEmbedder = Callable[[Anchor], np.ndarray | None]
 

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, PrivateAttr
 
 from atelier.tools.query_parser import SearchFilters
+from atelier.tools.relevance import Honesty
 
 
 class Constraints(BaseModel):
@@ -77,6 +78,7 @@ class SessionMemory(BaseModel):
     image: str | None = None
     last_intent: str | None = None
     last_query: dict | None = None
+    honesty: Honesty | None = Field(None, description="the last search's match: which request terms no result has")
     notes: list[str] = Field(default_factory=list)
     _version: int = PrivateAttr(0)
     """The stored version this memory was loaded at (``memory.store``'s optimistic concurrency check)."""
@@ -142,4 +144,6 @@ class SessionMemory(BaseModel):
             out["references"] = [a.title or a.id for a in self.anchors]
         if self.details:
             out["details"] = [d.text for d in self.details]
+        if self.honesty is not None and not self.honesty.match and self.honesty.unmatched:
+            out["not_found"] = self.honesty.unmatched
         return out

@@ -2,30 +2,33 @@
 matching, fused with reciprocal rank fusion, under hard filters pushed down to Chroma.
 
 Obvious constraints in the query itself ("black dress under 40") become filters (``query_parser``).
-Results below a relevance floor are dropped, in the spirit of Cosine-Adapter relevance filtering:
-better to say "nothing good matches" than to show junk. Each result says why it matched.
+A relevance gate (``tools.relevance``, calibrated per encoder in the spirit of Cosine-Adapter relevance
+filtering) decides whether the catalog has what was asked for, and ``tools.coverage`` which words of the request
+no result satisfies: better to say "nothing matches" or "no golf shoes; these are other shoes" than to call
+junk a match. Each result says why it matched.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from atelier.tools.catalog_index import CatalogIndex, LiveIndex, index_root
-from atelier.tools.encoders import Encoder, load_encoder
+from atelier.tools.coverage import Term, cover, promote, request_terms
+from atelier.tools.encoders import Encoder, encoder_fingerprint, load_encoder
 from atelier.tools.query_parser import SearchFilters, parse_query
+from atelier.tools.relevance import RelevanceGate, RelevanceVerdict
 from atelier.tools.schema import Product, SearchResult
 from atelier.tools.settings import Settings, get_settings
 from atelier.tools.store import Hit, ProductStore, product_metadata
 
 Mode = Literal["dense", "hybrid"]
 RRF_K = 60
-STRONG_KEYWORD_MATCH = 0.3
+COVERAGE_POOL = 50
 CHANNEL_WEIGHTS = {"text": 1.0, "image": 0.6, "lexical": 0.8, "attributes": 1.0}
 EXACT_ROWS = 4_000
 OVERFETCH = 1.5
@@ -45,6 +48,14 @@ class Candidate:
         return sum(CHANNEL_WEIGHTS[c] / (RRF_K + r) for c, r in self.ranks.items())
 
 
+@dataclass
+class SearchOutcome:
+    """Results and the relevance gate's verdict: whether they match, and which request terms none satisfies."""
+
+    results: list[SearchResult]
+    verdict: RelevanceVerdict
+
+
 class ProductSearch:
     """Search over one store with one encoder (the ``search_products`` tool's engine).
 
@@ -62,6 +73,7 @@ class ProductSearch:
         self.settings = settings or get_settings()
         self.live = LiveIndex(store, index_root(self.settings))
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._gate: RelevanceGate | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> "ProductSearch":
@@ -99,14 +111,32 @@ class ProductSearch:
                 self._vectors.popitem(last=False)
         return vector
 
+    @property
+    def gate(self) -> RelevanceGate:
+        if self._gate is None:
+            self._gate = RelevanceGate(self.store, encoder_fingerprint(self.encoder))
+        return self._gate
+
     def search(self, query: str, filters: SearchFilters | None = None, k: int = 10, *, parse: bool = True,
                mode: Mode = "hybrid", query_vector: np.ndarray | None = None,
                min_relevance: float | None = None) -> list[SearchResult]:
-        """The ``k`` best products for ``query`` under ``filters``.
+        """The ``k`` best products for ``query`` under ``filters``; nothing when the relevance gate finds the
+        request outside the catalog (``search_outcome`` also says what did not match)."""
+        outcome = self.search_outcome(query, filters, k, parse=parse, mode=mode, query_vector=query_vector,
+                                      min_relevance=min_relevance)
+        return outcome.results if outcome.verdict.show else []
+
+    def search_outcome(self, query: str, filters: SearchFilters | None = None, k: int = 10, *, parse: bool = True,
+                       mode: Mode = "hybrid", query_vector: np.ndarray | None = None,
+                       min_relevance: float | None = None, terms: list[Term] | None = None) -> SearchOutcome:
+        """The ``k`` best products for ``query`` under ``filters``, and the relevance gate's verdict on them.
 
         ``parse`` adds the query's own constraints to ``filters``; ``mode="dense"`` uses product-text
         similarity alone (the benchmark's baseline); ``query_vector`` replaces the query's text embedding
-        (composed and memory-driven searches pass their own).
+        (composed and memory-driven searches pass their own); ``terms`` replaces the query's content terms
+        (the assistant passes the whole request's, not the composed text's). Among the best
+        ``COVERAGE_POOL`` candidates, those carrying more of the request's terms come first (stable, so fused
+        rank decides ties): a lace bikini at rank 30 beats plain bikinis for "lace bikini".
         """
         filters = filters or SearchFilters()
         parsed = parse_query(query)
@@ -130,13 +160,16 @@ class ProductSearch:
             rows, scores = index.lexical.search(query, mask, pool)
             add("lexical", [Hit(index.ids[r], float(s), index.metadata(int(r))) for r, s in zip(rows, scores)])
             self._rank_attributes(candidates, parsed.filters)
-        floor = self.settings.relevance_threshold if min_relevance is None else min_relevance
-        if not filters.must and not self.relevant(candidates.values(), floor):
-            return []
-        ranked = sorted(candidates.values(), key=lambda c: -c.fused())[:k]
+        ranked = sorted(candidates.values(), key=lambda c: -c.fused())[:max(k, COVERAGE_POOL)]
         products = self.products(index, [c.id for c in ranked])
-        return [SearchResult.from_product(products[c.id], c.fused(), self._why(c, filters))
-                for c in ranked if c.id in products]
+        considered = [SearchResult.from_product(products[c.id], c.fused(), self._why(c, filters))
+                      for c in ranked if c.id in products]
+        terms = request_terms(query) if terms is None else terms
+        results = promote(considered, cover(terms, considered))[:k] if terms else considered[:k]
+        floor = self.settings.relevance_threshold if min_relevance is None else min_relevance
+        verdict = self.gate.judge(terms, [c.similarity for c in candidates.values()], vector, results,
+                                  hard_filters=bool(filters.must), floor=floor)
+        return SearchOutcome(results, verdict)
 
     def products(self, index: CatalogIndex, ids: list[str]) -> dict[str, Product]:
         """Products by id from the index, or from the store for ids written since it was built."""
@@ -174,20 +207,6 @@ class ProductSearch:
         excluded = set(filters.exclude_ids)
         return [Hit(pid, sim, metas[pid]) for pid, sim in unknown
                 if pid in metas and pid not in excluded and filters.matches(metas[pid])]
-
-    @staticmethod
-    def relevant(candidates: Iterable[Candidate], floor: float) -> bool:
-        """Cosine-Adapter-style relevance gate: when even the best candidate's dense similarity (description
-        or photo) is under ``floor`` and no keyword matched strongly, the catalog has nothing good for this query, and
-        showing its nearest neighbours would be showing junk. Queries with hard constraints that matched
-        (a category, a colour...) are relevant by construction and never gated."""
-        if floor <= 0:
-            return True
-        for cand in candidates:
-            dense = max(cand.similarity.get("text", 0.0), cand.similarity.get("image", 0.0))
-            if dense >= floor or cand.similarity.get("lexical", 0.0) >= STRONG_KEYWORD_MATCH:
-                return True
-        return False
 
     @staticmethod
     def _rank_attributes(candidates: dict[str, Candidate], soft: SearchFilters) -> None:

@@ -74,8 +74,9 @@ class Settings(BaseSettings):
                                              "output; needs ATELIER_LLM=openai; any error falls back to the rules).")
     datasets: Path = Field(default_factory=default_datasets, description="Folder of the shared datasets.")
     relevance_threshold: float = Field(
-        0.285, description="Relevance gate: below this best dense similarity (and no keyword match) a search "
-                          "returns nothing rather than junk; 0 disables it.")
+        0.285, description="Relevance gate fallback for encoders without a calibration (tools/relevance_gate.json): "
+                          "below this best dense similarity (and no keyword match) a search returns nothing rather "
+                          "than junk; 0 disables the gate.")
     max_upload_bytes: int = 8 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])

@@ -11,7 +11,8 @@ from atelier.assistant.events import (DoneEvent, ErrorEvent, Event, MemoryEvent,
 
 
 def ask_payload(events: list[Event], session: str) -> dict[str, Any]:
-    """The ``ask --json`` object: session, reply, results (the ``search --json`` fields), tool calls, memory."""
+    """The ``ask --json`` object: session, reply, results (the ``search --json`` fields), tool calls, memory,
+    and for searches ``honesty`` (whether the results match, which request terms none has)."""
     results, slots = [], {}
     for event in events:
         if isinstance(event, ProductsEvent):
@@ -27,6 +28,9 @@ def ask_payload(events: list[Event], session: str) -> dict[str, Any]:
         "tool_calls": [{"name": e.name, "args": e.args} for e in events if isinstance(e, ToolCallEvent)],
         "memory": memory,
     }
+    honesty = next((e.honesty for e in reversed(events) if isinstance(e, ProductsEvent) and e.honesty), None)
+    if honesty is not None:
+        payload["honesty"] = honesty.model_dump()
     if slots:
         payload["slots"] = slots
     error = next((e for e in events if isinstance(e, ErrorEvent)), None)

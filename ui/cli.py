@@ -309,6 +309,30 @@ def calibrate_recognition_command(
                f"{scores.recall:.3f}, out-of-catalog false accepts {scores.false_accepts:.3f}")
 
 
+@app.command("calibrate-relevance")
+def calibrate_relevance_command(
+    store: StoreOption = None,
+    queries: Path = typer.Option(Path("benchmarks/data/honesty.yaml"), help="Labelled honesty queries."),
+    max_refused: float = typer.Option(0.02, help="Largest share of in-catalog dev queries the gate may refuse."),
+    save: bool = typer.Option(True, help="Write the calibration to tools/relevance_gate.json."),
+) -> None:
+    """Fit the relevance gate for the configured encoder on the dev queries; print dev and held-out accuracy."""
+    from atelier.tools.relevance import CALIBRATION_FILE, save_calibration
+    from atelier.tools.search import ProductSearch
+    from atelier.tools.training.relevance import calibrate
+
+    apply_store(store)
+    calibration, _ = calibrate(ProductSearch.from_settings(get_settings()), queries, max_refused, log=typer.echo)
+    for split in ("dev", "held_out"):
+        typer.echo(f"{split}: " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                           for k, v in calibration.metrics[split].items()))
+    typer.echo(f"threshold {calibration.threshold:.4f}; weights " +
+               " ".join(f"{f}={w:+.2f}" for f, w in zip(calibration.features, calibration.weights)))
+    if save:
+        save_calibration(calibration)
+        typer.echo(f"saved the gate for {calibration.encoder} ({calibration.fingerprint}) to {CALIBRATION_FILE}")
+
+
 @app.command("train-encoder")
 def train_encoder_command(
     tune_blocks: int = typer.Option(0, help="Backbone blocks fine-tuned on cached activations (0 = head only)."),

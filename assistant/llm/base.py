@@ -48,13 +48,15 @@ class ReplyContext(BaseModel):
     template_reply: str = ""
     user_message: str = ""
     facts: list[str] = Field(default_factory=list)
+    unmatched: list[str] = Field(default_factory=list, description="request terms no shown result satisfies")
 
     def ground(self, chunks: Iterable[str]) -> GroundedStream:
         """``chunks`` grounded in this turn: ids and prices need a result or fact behind them, budgets may
-        echo the shopper, and the template reply stands in when nothing survives."""
+        echo the shopper, a sentence may not claim an unmatched request term, and the template reply stands
+        in when nothing survives."""
         budgets = [self.user_message, json.dumps(self.memory, default=str) if self.memory else ""]
         return GroundedStream(chunks, self.results, [*self.facts, self.template_reply], user_text=budgets,
-                              fallback=self.template_reply)
+                              fallback=self.template_reply, unmatched=self.unmatched)
 
 
 class ToolCall(BaseModel):

@@ -90,7 +90,9 @@ def build_messages(system: str, messages: list[dict[str, Any]], context: ReplyCo
 
 def build_local_messages(context: ReplyContext) -> list[dict[str, str]]:
     """The very constrained prompt for the 135M-parameter local model: short list, one clear ask."""
+    missing = ", ".join(context.unmatched)
     user = load_prompt("llm/local.md").format(
         products=product_lines(context.results[:3], quoted=False),
-        request=sanitize(context.user_message, 160) or "something nice")
+        request=sanitize(context.user_message, 160) or "something nice",
+        honesty=load_prompt("llm/local_partial.md").format(missing=sanitize(missing, 80)) if missing else "")
     return [{"role": "system", "content": load_prompt("llm/local_system.md")}, {"role": "user", "content": user}]
