@@ -72,7 +72,6 @@ def decision_table(settings: Settings, split: str, label: str) -> list:
 def named_as_missing(reply: str, term: str) -> bool:
     """The reply names ``term`` in a sentence that says it is missing ("I have no golf shoes")."""
     from atelier.assistant.grounding import false_claims
-
     from atelier.tools.coverage import stems, text_stems
 
     sentences = re.split(r"(?<=[.!?])\s+", reply)

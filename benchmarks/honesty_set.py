@@ -80,8 +80,10 @@ OOD_TEMPLATES = ["{x}", "a {x}", "I need a {x}", "do you sell {x}?", "cheap {x}"
                  "where can I buy {x}", "looking for {x}"]
 NOT_CARRIED = [
     "a wetsuit for surfing", "a tuxedo", "ski boots", "golf shoes", "hiking boots, waterproof",
-    "a laptop bag for a 15 inch macbook", "a kilt", "cowboy boots", "football boots", "tap shoes", "wellington boots", "crocs", "clogs", "motorcycle leathers", "a lab coat", "a chef jacket",
-    "nurse scrubs", "a saree", "a kurta", "a lehenga", "a sherwani", "a nehru jacket", "a tie clip", "a tiara", "a bridal veil", "a leotard", "a tutu", "a rash guard",
+    "a laptop bag for a 15 inch macbook", "a kilt", "cowboy boots", "football boots", "tap shoes",
+    "wellington boots", "crocs", "clogs", "motorcycle leathers", "a lab coat", "a chef jacket", "nurse scrubs",
+    "a saree", "a kurta", "a lehenga", "a sherwani", "a nehru jacket", "a tie clip", "a tiara", "a bridal veil",
+    "a leotard", "a tutu", "a rash guard",
     "a swim cap", "swimming goggles", "ski pants", "snowboard pants", "a thermal base layer", "compression socks",
     "shin guards", "a golf polo", "running shoes with a carbon plate", "a 13 inch laptop sleeve", "size 48 shoes",
     "a xxxl suit", "waterproof rain boots", "a diamond ring", "a rolex watch", "nike sneakers", "adidas trainers",

@@ -54,7 +54,8 @@ class Observation:
         strong keyword match) and no hard filter applied; a refusal was the only "nothing matches"."""
         if self.shown == 0:
             return True
-        return not (self.hard_filters or self.signals.best_dense >= floor or self.signals.lexical >= STRONG_KEYWORD_MATCH)
+        signals = self.signals
+        return not (self.hard_filters or signals.best_dense >= floor or signals.lexical >= STRONG_KEYWORD_MATCH)
 
 
 def load_queries(path: Path = DEFAULT_QUERIES) -> list[dict[str, Any]]:
@@ -115,7 +116,8 @@ def _observe(engine: ProductSearch, queries: Sequence[dict[str, Any]], k: int,
     return out
 
 
-def fit(observations: Sequence[Observation], encoder: str, fingerprint: str, max_refused: float = 0.02) -> GateCalibration:
+def fit(observations: Sequence[Observation], encoder: str, fingerprint: str,
+        max_refused: float = 0.02) -> GateCalibration:
     """Logistic regression on the dev observations the coverage rule leaves open (every term satisfied: "a red
     wine" or "something comfy"), then the dev threshold over all dev queries (see the module docstring)."""
     from sklearn.linear_model import LogisticRegression
