@@ -78,16 +78,19 @@ def test_chroma_server_stopped_mid_turn_then_restarted(tmp_path, hm_settings):
             first = say(client, session_id, headers, json={"text": "black top"})
             assert any(name == "products" for name, _ in first)
 
-            store = assistant.runtime.search.store
-            real_query = store.query
+            engine = assistant.runtime.search
+            store, real_revision = engine.store, engine.store.revision
 
-            def query_after_the_server_died(*args, **kwargs):
+            def revision_after_the_server_died(*args, **kwargs):
                 chroma.kill()
-                return real_query(*args, **kwargs)
+                return real_revision(*args, **kwargs)
 
-            store.query = query_after_the_server_died
+            # The in-process index answers most searches without Chroma; its next revision check reads the
+            # store, so the fault reaches the turn there (force that check now).
+            store.revision = revision_after_the_server_died
+            engine.live._checked = 0.0
             in_flight = say(client, session_id, headers, json={"text": "in blue instead"})
-            store.query = real_query
+            store.revision = real_revision
             names = [name for name, _ in in_flight]
             assert names[-1] == "done" and "products" not in names
             error = next(data for name, data in in_flight if name == "error")

@@ -324,10 +324,12 @@ def test_delete_session_revokes_token_and_erases_the_session(api, hm_settings):
 
 @pytest.mark.parametrize("trusted, expected", [([], [201, 201, 201, 429, 429]),
                                                (["127.0.0.1"], [201, 201, 201, 201, 201])])
-def test_forwarded_for_is_believed_only_from_trusted_proxies(hm_settings, real_assistant, trusted, expected):
+def test_forwarded_for_is_believed_only_from_trusted_proxies(hm_settings, real_assistant, trusted, expected, tmp_path):
     from atelier.ui.api import server_options
 
-    settings = hm_settings.model_copy(update={"rate_limit_per_minute": 3, "trusted_proxies": trusted})
+    # Rate-limit counters live in the sessions DB: a DB of its own, so earlier tests' requests do not count.
+    settings = hm_settings.model_copy(update={"rate_limit_per_minute": 3, "trusted_proxies": trusted,
+                                              "db": tmp_path / "rate.db"})
     server = ServerThread(make_app(settings, real_assistant), **server_options(settings)).start()
     try:
         statuses = [httpx.post(f"{server.url}/v1/sessions", headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code

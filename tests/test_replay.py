@@ -38,7 +38,7 @@ def test_conversations_cover_every_intent_and_click():
                 clicks.update(turn.click)
     assert intents == set(INTENTS)
     assert clicks == {"like", "dislike", "more_like_this"}
-    assert min(lengths) >= 3 and max(lengths) <= 8
+    assert min(lengths) >= 1 and max(lengths) <= 8  # the honesty rows are one question each
 
 
 @pytest.mark.parametrize("path", CONVERSATIONS, ids=[p.stem for p in CONVERSATIONS])

@@ -31,6 +31,9 @@ class FixedEncoder:
         out = np.stack([r.normal(size=DIM) for r in rng]).astype(np.float32)
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
+    def embed_images(self, images):
+        return self.embed_texts([f"image {i}" for i in range(len(images))])
+
 
 def catalog(n: int, seed: int = 0) -> list[Product]:
     rng = np.random.default_rng(seed)
@@ -47,7 +50,7 @@ def catalog(n: int, seed: int = 0) -> list[Product]:
 @pytest.fixture
 def store(tmp_path):
     settings = Settings(store=tmp_path / "store", home=tmp_path)
-    store = ProductStore.open(FixedEncoder.name, DIM, settings)
+    store = ProductStore.open(FixedEncoder.name, DIM, settings, create=True)
     products = catalog(400)
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(2, len(products), DIM)).astype(np.float32)
