@@ -155,7 +155,7 @@ def _from_encoder_cache(encoder, items: Items, todo: list[int]) -> dict[int, tup
         root = cache_root(get_settings().cache_dir, weights.config.variant) / items.catalog
         meta = json.loads((root / "meta.json").read_text())
         pairs = load_pairs(items.catalog, get_settings().datasets)
-        ids = pairs.ids if items.catalog == "hm" else [i for i, t in zip(pairs.ids, pairs.test) if not t]
+        ids = pairs.ids
         if meta.get("images_done") != meta.get("n") or meta.get("ids_hash") != _ids_hash(ids):
             return {}
         position = {i: n for n, i in enumerate(ids)}
