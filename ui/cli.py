@@ -336,7 +336,7 @@ def calibrate_relevance_command(
 @app.command("train-encoder")
 def train_encoder_command(
     tune_blocks: int = typer.Option(0, help="Backbone blocks fine-tuned on cached activations (0 = head only)."),
-    epochs: int = typer.Option(20, help="Training epochs."),
+    epochs: int = typer.Option(6, help="Training epochs (H&M is passed over 3 times per epoch)."),
     catalogs: str = typer.Option("hm,fpi", help="Training catalogs (test splits always excluded)."),
     text_adapter: bool = typer.Option(True, help="Also train the residual MiniLM text adapter."),
     out: Optional[Path] = typer.Option(None, help="Weights file (default tools/encoders/weights/compact.pt)."),

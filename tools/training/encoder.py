@@ -26,7 +26,7 @@ from torch import nn
 from atelier.tools.encoders.heads import (DEFAULT_WEIGHTS, TEXT_DIM, CompactConfig, CompactWeights, ImageHead,
                                           TextAdapter)
 from atelier.tools.encoders.vision import FEATURE_DIM, split_backbone, trunk_pool
-from atelier.tools.training.features import Features, caption_vectors, extract
+from atelier.tools.training.features import Features, extract, label_text_vectors
 
 
 def _text_ids(texts: list[str]) -> np.ndarray:
@@ -140,13 +140,14 @@ def train_compact(
     tune_blocks: int = 0,
     tune_epochs: int | None = None,
     text_adapter: bool = True,
-    adapter_hidden: int = 384,
+    adapter_hidden: int = 1024,
     captions: float = 0.0,
     aux_weight: float = 0.0,
     views: tuple[str, ...] = (),
     view_catalogs: tuple[str, ...] = ("hm", "fpi"),
     aug: float = 0.5,
-    epochs: int = 20,
+    repeat: dict[str, int] | None = None,
+    epochs: int = 6,
     batch_size: int = 1024,
     lr: float = 1e-3,
     tail_lr: float = 1e-4,
@@ -170,16 +171,20 @@ def train_compact(
     ``tune_blocks``: 0 trains the head on frozen pooled features; k in 1..4 also fine-tunes the last k
     blocks of the backbone tail (and its 1x1 conv head) from cached activations, during the last
     ``tune_epochs`` epochs (default: all); the epochs before train the head on the frozen features.
-    ``captions``: probability of replacing an FPI item's text by its label-derived caption in a batch.
+    ``captions``: probability of replacing an FPI item's text by its label-derived caption in a batch (the mean
+    of the name's and the label phrase's MiniLM vectors: "name" + "Tshirts, White, Men, Casual").
     ``aux_weight``: weight of auxiliary taxonomy classification (category, colour, gender) of image vectors.
     ``views``: augmented photo views (``features.augment``: lowres, flip, crop) of ``view_catalogs``, cached like
     the originals; each item of a batch is shown as one of its views with probability ``aug`` (head-only).
+    ``repeat``: passes over a catalog per epoch (e.g. ``{"hm": 2}``: the smaller catalog gets as many steps as
+    it would alone in twice the epochs, without slowing the larger one's schedule).
     """
     from atelier.tools.settings import get_settings
 
     settings = get_settings()
     datasets = datasets or settings.datasets
     cache_dir = cache_dir or settings.cache_dir
+    repeat = {"hm": 3} if repeat is None else repeat
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     torch.set_num_threads(threads)
@@ -213,9 +218,9 @@ def train_compact(
         view_x.append(np.concatenate([a for a, _ in parts]))
         view_h.append(torch.from_numpy(np.concatenate([b for _, b in parts])))
     texts = torch.from_numpy(np.concatenate([np.asarray(f.text, np.float32) for f in feats.values()]))
-    alt = [caption_vectors(f, cache_dir, log=log) if captions > 0 else None for f in feats.values()]
-    alt_texts = torch.from_numpy(np.concatenate([np.asarray(a if a is not None else f.text, np.float32)
-                                                 for a, f in zip(alt, feats.values())]))
+    alt = [label_text_vectors(f, cache_dir, log=log) if captions > 0 else None for f in feats.values()]
+    alt_texts = F.normalize(texts + torch.from_numpy(np.concatenate(
+        [np.asarray(a if a is not None else f.text, np.float32) for a, f in zip(alt, feats.values())])), dim=-1)
     has_alt = torch.from_numpy(np.concatenate([np.full(len(f.pairs.ids), a is not None)
                                                for a, f in zip(alt, feats.values())]))
     ids = torch.from_numpy(np.concatenate([_text_ids(f.pairs.texts) + 10_000_000 * i
@@ -226,6 +231,9 @@ def train_compact(
     train_idx = {c: offsets[i] + np.flatnonzero(~f.pairs.test) for i, (c, f) in enumerate(feats.items())}
     if not catalog_batches:
         train_idx = {"all": np.concatenate(list(train_idx.values()))}
+    for c, r in (repeat or {}).items():
+        if c in train_idx and r > 1:
+            train_idx.update({f"{c}#{k}": train_idx[c] for k in range(1, r)})
     log(f"train pairs: {', '.join(f'{c} {len(i)}' for c, i in train_idx.items())}; tune_blocks={tune_blocks} "
         f"(last {tune_epochs} epochs); captions={captions}; aux_weight={aux_weight}")
 
@@ -297,7 +305,7 @@ def train_compact(
     config.metrics = {f"{g}_{k}": v for g, m in metrics.items() for k, v in m.items()}
     config.notes += (f"; epochs={epochs} lr={lr} tail_lr={tail_lr} tune_blocks={tune_blocks} tune_epochs={tune_epochs}"
                      f" captions={captions} aux_weight={aux_weight} adapter_hidden={adapter_hidden}"
-                     f" catalogs={','.join(catalogs)} seed={seed}")
+                     f" repeat={repeat} catalogs={','.join(catalogs)} seed={seed}")
     if output is not None:
         CompactWeights(config, model.head, tail, model.adapter).save(output)
         log(f"saved {output}")
@@ -415,7 +423,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tune-blocks", type=int, default=0)
     p.add_argument("--tune-epochs", type=int, default=None, help="tune the tail in the last N epochs only")
     p.add_argument("--no-text-adapter", dest="text_adapter", action="store_false")
-    p.add_argument("--adapter-hidden", type=int, default=384)
+    p.add_argument("--adapter-hidden", type=int, default=1024)
     p.add_argument("--captions", type=float, default=0.0, help="P(label-derived caption) for FPI items")
     p.add_argument("--aux-weight", type=float, default=0.0, help="auxiliary taxonomy classification weight")
     p.add_argument("--no-trunk-pool", dest="trunk_pool", action="store_false")
@@ -423,11 +431,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-extract", action="store_true", help="use only what the feature cache holds")
     p.add_argument("--hidden", type=int, default=1024)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--tail-lr", type=float, default=1e-4)
     p.add_argument("--mixed-batches", action="store_true")
+    p.add_argument("--repeat", default="hm=3", help="passes per epoch by catalog (default hm=3; '' for none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dry-run", action="store_true", help="evaluate only, do not save")
     p.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
@@ -437,7 +446,8 @@ def main(argv: list[str] | None = None) -> None:
                             tune_blocks=a.tune_blocks, tune_epochs=a.tune_epochs, text_adapter=a.text_adapter,
                             adapter_hidden=a.adapter_hidden, captions=a.captions, aux_weight=a.aux_weight,
                             epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, tail_lr=a.tail_lr,
-                            catalog_batches=not a.mixed_batches, seed=a.seed, use_trunk_pool=a.trunk_pool,
+                            catalog_batches=not a.mixed_batches, seed=a.seed,
+                            repeat={k: int(v) for k, v in (x.split("=") for x in a.repeat.split(",") if x)}, use_trunk_pool=a.trunk_pool,
                             fpi_items=a.fpi_items, extract_missing=not a.no_extract, hidden=a.hidden,
                             threads=a.threads, log=lambda m: print(m, flush=True))
     print(f"total {time.time() - t0:.0f}s", flush=True)

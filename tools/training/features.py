@@ -46,12 +46,11 @@ def hm_text(row: pd.Series) -> str:
     return f"{text} {desc}".strip()
 
 
-def fpi_caption(row: pd.Series) -> str:
-    """A label-derived training caption for an FPI product, built from its columns the way H&M texts are:
-    name, article type, colour, gender, usage. Training signal only: FPI queries stay the plain name."""
+def fpi_label_text(row: pd.Series) -> str:
+    """The label columns of an FPI product as a phrase (article type, colour, gender, usage), the way H&M texts
+    include theirs. Training signal only: FPI queries stay the plain ``productDisplayName``."""
     facts = [row.get(k) for k in ("articleType", "baseColour", "gender", "usage")]
-    facts = [str(f) for f in facts if isinstance(f, str) and f.strip()]
-    return f"{row['productDisplayName']}. {', '.join(facts)}.".strip()
+    return ", ".join(str(f) for f in facts if isinstance(f, str) and f.strip())
 
 
 LABEL_COLUMNS = {
@@ -62,7 +61,7 @@ LABEL_COLUMNS = {
 
 def _labels(catalog: str, df: pd.DataFrame) -> dict[str, np.ndarray]:
     """Raw catalog labels (``type``, ``colour``, ``gender``) and the shared taxonomy's ``category`` and
-    ``tax_colour`` (so labels compare across catalogs), plus FPI's label-derived ``caption``."""
+    ``tax_colour`` (so labels compare across catalogs), plus FPI's ``label_text`` phrase."""
     from atelier.tools.catalogs import FPI_GENDERS, hm_gender
     from atelier.tools.taxonomy import get_taxonomy
 
@@ -76,7 +75,7 @@ def _labels(catalog: str, df: pd.DataFrame) -> dict[str, np.ndarray]:
                                       .fillna("").to_dict("records")], dtype=object)
     else:
         out["tax_gender"] = np.array([FPI_GENDERS.get(v.lower(), "unknown") for v in out["gender"]], dtype=object)
-        out["caption"] = np.array([fpi_caption(r) for _, r in df.iterrows()], dtype=object)
+        out["label_text"] = np.array([fpi_label_text(r) for _, r in df.iterrows()], dtype=object)
     return out
 
 
@@ -158,7 +157,7 @@ def augment(image: Image.Image, view: str, seed: int) -> Image.Image:
 
 def extract(catalog: str, datasets: Path, cache_dir: Path, variant: str = "lite0", skip_fpi_test: bool = False,
             log: Callable[[str], None] = print, batch: int = 64, limit: int | None = None,
-            max_items: int | None = None, chunk: int = 1024, view: str | None = None) -> Features:
+            max_items: int | None = None, chunk: int = 1024, view: str | None = None, threads: int = 2) -> Features:
     """Fill (or resume) the feature cache of ``catalog`` and return its ready prefix.
 
     Items are processed in a fixed, seeded random order (FPI) in chunks of photos then texts, so a partial
@@ -205,7 +204,7 @@ def extract(catalog: str, datasets: Path, cache_dir: Path, variant: str = "lite0
             if runner is None:
                 trunk_m, tail_m = split_backbone(variant)
                 runner = OnnxRunner(TrunkAndPool(trunk_m, tail_m), cache_dir / "onnx", f"trunkpool-{variant}",
-                                    threads=2)
+                                    threads=threads)
             t0 = time.time()
             for b in range(meta["images_done"], hi, batch):
                 e = min(hi, b + batch)
@@ -246,28 +245,32 @@ def extract(catalog: str, datasets: Path, cache_dir: Path, variant: str = "lite0
                     np.load(text_path)[keep])
 
 
-def caption_vectors(f: Features, cache_dir: Path, variant: str = "lite0", log: Callable[[str], None] = print,
-                    key: str = "caption") -> np.ndarray | None:
-    """MiniLM vectors of the label-derived captions (``pairs.labels[key]``), cached next to the features;
-    None for a catalog without such captions (H&M texts are already built from its label columns)."""
+def label_text_vectors(f: Features, cache_dir: Path, variant: str = "lite0", log: Callable[[str], None] = print,
+                       key: str = "label_text") -> np.ndarray | None:
+    """MiniLM vectors of each item's label phrase (``pairs.labels[key]``; a few thousand distinct phrases, each
+    encoded once and cached next to the features); None for a catalog without one (H&M texts already include
+    their label columns). Training mixes them into the item's text: a label-derived caption."""
     if key not in f.pairs.labels:
         return None
-    captions = [str(c) for c in f.pairs.labels[key]]
+    phrases = [str(c) for c in f.pairs.labels[key]]
+    unique = sorted(set(phrases))
     root = cache_root(cache_dir, variant) / f.pairs.catalog
     path, tag = root / f"{key}.npy", root / f"{key}.hash"
-    digest = _ids_hash(captions)
+    digest = _ids_hash(unique)
     if path.exists() and tag.exists() and tag.read_text() == digest:
-        return np.load(path)
-    from atelier.tools.encoders.compact import load_text_model
+        vectors = np.load(path)
+    else:
+        from atelier.tools.encoders.compact import load_text_model
 
-    t0 = time.time()
-    vectors = load_text_model().encode(captions, batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
-                                       show_progress_bar=False).astype(np.float32)
-    log(f"[{f.pairs.catalog}] {len(captions)} {key} texts {len(captions) / (time.time() - t0):.0f} texts/s")
-    root.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
-    tag.write_text(digest)
-    return vectors
+        t0 = time.time()
+        vectors = load_text_model().encode(unique, batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
+                                           show_progress_bar=False).astype(np.float32)
+        log(f"[{f.pairs.catalog}] {len(unique)} distinct {key} phrases {len(unique) / (time.time() - t0):.0f}/s")
+        root.mkdir(parents=True, exist_ok=True)
+        np.save(path, vectors)
+        tag.write_text(digest)
+    index = {p: i for i, p in enumerate(unique)}
+    return vectors[[index[p] for p in phrases]]
 
 
 def _subset(pairs: Pairs, idx: np.ndarray) -> Pairs:
