@@ -144,7 +144,7 @@ def train_compact(
     captions: float = 0.0,
     aux_weight: float = 0.0,
     views: tuple[str, ...] = (),
-    view_catalogs: tuple[str, ...] = ("hm", "fpi"),
+    view_catalogs: tuple[str, ...] = ("hm",),
     aug: float = 0.5,
     repeat: dict[str, int] | None = None,
     epochs: int = 6,
@@ -426,6 +426,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--adapter-hidden", type=int, default=1024)
     p.add_argument("--captions", type=float, default=0.0, help="P(label-derived caption) for FPI items")
     p.add_argument("--aux-weight", type=float, default=0.0, help="auxiliary taxonomy classification weight")
+    p.add_argument("--views", default="", help="cached augmented views, e.g. lowres (see features.augment)")
+    p.add_argument("--view-catalogs", default="hm", help="catalogs the views are extracted for")
     p.add_argument("--no-trunk-pool", dest="trunk_pool", action="store_false")
     p.add_argument("--fpi-items", type=int, default=None)
     p.add_argument("--no-extract", action="store_true", help="use only what the feature cache holds")
@@ -445,6 +447,8 @@ def main(argv: list[str] | None = None) -> None:
     metrics = train_compact(None if a.dry_run else a.output, catalogs=tuple(a.catalogs.split(",")),
                             tune_blocks=a.tune_blocks, tune_epochs=a.tune_epochs, text_adapter=a.text_adapter,
                             adapter_hidden=a.adapter_hidden, captions=a.captions, aux_weight=a.aux_weight,
+                            views=tuple(v for v in a.views.split(",") if v),
+                            view_catalogs=tuple(a.view_catalogs.split(",")),
                             epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, tail_lr=a.tail_lr,
                             catalog_batches=not a.mixed_batches, seed=a.seed,
                             repeat={k: int(v) for k, v in (x.split("=") for x in a.repeat.split(",") if x)}, use_trunk_pool=a.trunk_pool,
