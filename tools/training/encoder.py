@@ -451,7 +451,8 @@ def main(argv: list[str] | None = None) -> None:
                             view_catalogs=tuple(a.view_catalogs.split(",")),
                             epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, tail_lr=a.tail_lr,
                             catalog_batches=not a.mixed_batches, seed=a.seed,
-                            repeat={k: int(v) for k, v in (x.split("=") for x in a.repeat.split(",") if x)}, use_trunk_pool=a.trunk_pool,
+                            repeat={k: int(v) for k, v in (x.split("=") for x in a.repeat.split(",") if x)},
+                            use_trunk_pool=a.trunk_pool,
                             fpi_items=a.fpi_items, extract_missing=not a.no_extract, hidden=a.hidden,
                             threads=a.threads, log=lambda m: print(m, flush=True))
     print(f"total {time.time() - t0:.0f}s", flush=True)
