@@ -30,6 +30,7 @@ class CompactConfig(BaseModel):
     variant: str = "lite0"
     split: int = SPLIT_BLOCK
     tuned_tail: bool = False
+    tuned_blocks: int = 0  # how many of the tail's last blocks were fine-tuned (the ones before are ImageNet's)
     hidden: int = 1024
     dropout: float = 0.5
     trunk_pool: bool = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ class Pairs:
     images: list[Path]
     texts: list[str]
     test: np.ndarray
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # raw and taxonomy labels, object arrays
 
 
 def hm_text(row: pd.Series) -> str:
@@ -45,15 +46,51 @@ def hm_text(row: pd.Series) -> str:
     return f"{text} {desc}".strip()
 
 
-def load_pairs(catalog: str, datasets: Path) -> Pairs:
-    """H&M: name, type, colour, pattern and description; FPI: ``productDisplayName`` (see STACK.md)."""
+def fpi_label_text(row: pd.Series) -> str:
+    """The label columns of an FPI product as a phrase (article type, colour, gender, usage), the way H&M texts
+    include theirs. Training signal only: FPI queries stay the plain ``productDisplayName``."""
+    facts = [row.get(k) for k in ("articleType", "baseColour", "gender", "usage")]
+    return ", ".join(str(f) for f in facts if isinstance(f, str) and f.strip())
+
+
+LABEL_COLUMNS = {
+    "hm": {"type": "product_type_name", "colour": "colour_group_name", "gender": "index_group_name"},
+    "fpi": {"type": "articleType", "colour": "baseColour", "gender": "gender"},
+}
+
+
+def _labels(catalog: str, df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Raw catalog labels (``type``, ``colour``, ``gender``) and the shared taxonomy's ``category`` and
+    ``tax_colour`` (so labels compare across catalogs), plus FPI's ``label_text`` phrase."""
+    from atelier.tools.catalogs import FPI_GENDERS, hm_gender
+    from atelier.tools.taxonomy import get_taxonomy
+
+    tax = get_taxonomy()
+    cols = LABEL_COLUMNS[catalog]
+    out = {k: df[c].fillna("").astype(str).to_numpy(dtype=object) for k, c in cols.items()}
+    out["category"] = np.array([tax.from_source("category", catalog, v) for v in out["type"]], dtype=object)
+    out["tax_colour"] = np.array([tax.from_source("colour", catalog, v) for v in out["colour"]], dtype=object)
+    if catalog == "hm":
+        out["tax_gender"] = np.array([hm_gender(r) for r in df[["index_group_name", "section_name"]]
+                                      .fillna("").to_dict("records")], dtype=object)
+    else:
+        out["tax_gender"] = np.array([FPI_GENDERS.get(v.lower(), "unknown") for v in out["gender"]], dtype=object)
+        out["label_text"] = np.array([fpi_label_text(r) for _, r in df.iterrows()], dtype=object)
+    return out
+
+
+def load_pairs(catalog: str, datasets: Path, labels: bool = False) -> Pairs:
+    """H&M: name, type, colour, pattern and description; FPI: ``productDisplayName`` (see STACK.md).
+
+    ``labels``: also read the per-item labels (for evaluation agreement rates, auxiliary losses, captions)."""
     splits = datasets / "splits"
     if catalog == "hm":
         root = datasets / "hm"
         df = pd.read_csv(root / "articles.csv", dtype={"article_id": str, "product_code": str})
         test_codes = set((splits / "hm_test_product_codes.txt").read_text().split())
         return Pairs("hm", df["article_id"].tolist(), [root / p for p in df["image_path"]],
-                     [hm_text(r) for _, r in df.iterrows()], df["product_code"].isin(test_codes).to_numpy())
+                     [hm_text(r) for _, r in df.iterrows()], df["product_code"].isin(test_codes).to_numpy(),
+                     _labels("hm", df) if labels else {})
     if catalog == "fpi":
         root = datasets / "fashion-product-images-small"
         df = pd.read_csv(root / "styles.csv", dtype={"id": str}, on_bad_lines="skip")
@@ -62,7 +99,8 @@ def load_pairs(catalog: str, datasets: Path) -> Pairs:
         exists = [(root / p).exists() for p in df["image_path"]]
         df = df[exists]
         return Pairs("fpi", df["id"].tolist(), [root / p for p in df["image_path"]],
-                     df["productDisplayName"].astype(str).tolist(), df["id"].isin(test_ids).to_numpy())
+                     df["productDisplayName"].astype(str).tolist(), df["id"].isin(test_ids).to_numpy(),
+                     _labels("fpi", df) if labels else {})
     raise InputError(f"unknown catalog {catalog!r}")
 
 
@@ -89,16 +127,47 @@ def cache_root(cache_dir: Path, variant: str = "lite0") -> Path:
     return cache_dir / "encoder" / variant
 
 
-def extract(catalog: str, datasets: Path, cache_dir: Path, variant: str = "lite0", skip_fpi_test: bool = True,
+VIEWS = ("lowres", "flip", "crop")
+
+
+def augment(image: Image.Image, view: str, seed: int) -> Image.Image:
+    """One training-time view of a photo (deterministic per item), cached like the original:
+
+    - ``lowres``: downscaled to FPI's 80-px height and back up by the usual pipeline — H&M photos seen at the
+      resolution FPI photos have (the two catalogs differ 5x in resolution);
+    - ``flip``: mirrored left-right (no label changes);
+    - ``crop``: a random crop keeping 80-100% of each side (the garment stays; colour is untouched, so colour
+      labels stay valid).
+    """
+    image = image.convert("RGB")
+    if view == "lowres":
+        w, h = image.size
+        scale = 80 / max(h, 1)
+        return image.resize((max(1, round(w * scale)), 80), Image.BILINEAR) if scale < 1 else image
+    if view == "flip":
+        return image.transpose(Image.FLIP_LEFT_RIGHT)
+    if view == "crop":
+        rng = np.random.default_rng(seed)
+        w, h = image.size
+        cw, ch = int(w * rng.uniform(0.8, 1.0)), int(h * rng.uniform(0.8, 1.0))
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        return image.crop((x0, y0, x0 + cw, y0 + ch))
+    raise ValueError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
+
+
+def extract(catalog: str, datasets: Path, cache_dir: Path, variant: str = "lite0", skip_fpi_test: bool = False,
             log: Callable[[str], None] = print, batch: int = 64, limit: int | None = None,
-            max_items: int | None = None, chunk: int = 1024) -> Features:
+            max_items: int | None = None, chunk: int = 1024, view: str | None = None, threads: int = 2) -> Features:
     """Fill (or resume) the feature cache of ``catalog`` and return its ready prefix.
 
     Items are processed in a fixed, seeded random order (FPI) in chunks of photos then texts, so a partial
     cache is a random sample of the catalog and usable at once; ``max_items`` stops extraction early (the
-    returned features hold what is ready, at least ``max_items`` when that many exist).
+    returned features hold what is ready, at least ``max_items`` when that many exist). The test split is
+    extracted too (flagged in ``pairs.test``): the benchmark's galleries are whole catalogs. ``view``: an
+    augmented view of every photo (see ``augment``), cached under ``<catalog>@<view>``; its texts are the
+    original's (copied, not re-encoded).
     """
-    pairs = load_pairs(catalog, datasets)
+    pairs = load_pairs(catalog, datasets, labels=True)
     if catalog == "fpi" and skip_fpi_test:
         pairs = _subset(pairs, np.flatnonzero(~pairs.test))
     if catalog == "fpi":
@@ -106,7 +175,7 @@ def extract(catalog: str, datasets: Path, cache_dir: Path, variant: str = "lite0
     if limit is not None:
         pairs = _subset(pairs, np.arange(min(limit, len(pairs.ids))))
     n = len(pairs.ids)
-    root = cache_root(cache_dir, variant) / catalog
+    root = cache_root(cache_dir, variant) / (catalog if view is None else f"{catalog}@{view}")
     root.mkdir(parents=True, exist_ok=True)
     meta_path = root / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -135,11 +204,13 @@ def extract(catalog: str, datasets: Path, cache_dir: Path, variant: str = "lite0
             if runner is None:
                 trunk_m, tail_m = split_backbone(variant)
                 runner = OnnxRunner(TrunkAndPool(trunk_m, tail_m), cache_dir / "onnx", f"trunkpool-{variant}",
-                                    threads=2)
+                                    threads=threads)
             t0 = time.time()
             for b in range(meta["images_done"], hi, batch):
                 e = min(hi, b + batch)
                 ims = [Image.open(p) for p in pairs.images[b:e]]
+                if view is not None:
+                    ims = [augment(im, view, b + i) for i, im in enumerate(ims)]
                 x = np.stack([pixels(im) for im in ims])
                 hist[b:e] = np.stack([hsv_histogram(im) for im in ims])
                 t, p = runner(x)
@@ -148,6 +219,12 @@ def extract(catalog: str, datasets: Path, cache_dir: Path, variant: str = "lite0
                 arr.flush()
             log(f"[{catalog}] images {hi}/{n} {(hi - meta['images_done']) / (time.time() - t0):.0f} img/s")
             meta["images_done"] = hi
+            meta_path.write_text(json.dumps(meta))
+        if meta["texts_done"] < hi and view is not None:
+            base = extract(catalog, datasets, cache_dir, variant, skip_fpi_test, log, batch, limit, max_items=hi)
+            text[meta["texts_done"]:hi] = base.text[meta["texts_done"]:hi]
+            text.flush()
+            meta["texts_done"] = hi
             meta_path.write_text(json.dumps(meta))
         if meta["texts_done"] < hi:
             if text_model is None:
@@ -168,9 +245,37 @@ def extract(catalog: str, datasets: Path, cache_dir: Path, variant: str = "lite0
                     np.load(text_path)[keep])
 
 
+def label_text_vectors(f: Features, cache_dir: Path, variant: str = "lite0", log: Callable[[str], None] = print,
+                       key: str = "label_text") -> np.ndarray | None:
+    """MiniLM vectors of each item's label phrase (``pairs.labels[key]``; a few thousand distinct phrases, each
+    encoded once and cached next to the features); None for a catalog without one (H&M texts already include
+    their label columns). Training mixes them into the item's text: a label-derived caption."""
+    if key not in f.pairs.labels:
+        return None
+    phrases = [str(c) for c in f.pairs.labels[key]]
+    unique = sorted(set(phrases))
+    root = cache_root(cache_dir, variant) / f.pairs.catalog
+    path, tag = root / f"{key}.npy", root / f"{key}.hash"
+    digest = _ids_hash(unique)
+    if path.exists() and tag.exists() and tag.read_text() == digest:
+        vectors = np.load(path)
+    else:
+        from atelier.tools.encoders.compact import load_text_model
+
+        t0 = time.time()
+        vectors = load_text_model().encode(unique, batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
+                                           show_progress_bar=False).astype(np.float32)
+        log(f"[{f.pairs.catalog}] {len(unique)} distinct {key} phrases {len(unique) / (time.time() - t0):.0f}/s")
+        root.mkdir(parents=True, exist_ok=True)
+        np.save(path, vectors)
+        tag.write_text(digest)
+    index = {p: i for i, p in enumerate(unique)}
+    return vectors[[index[p] for p in phrases]]
+
+
 def _subset(pairs: Pairs, idx: np.ndarray) -> Pairs:
     return Pairs(pairs.catalog, [pairs.ids[i] for i in idx], [pairs.images[i] for i in idx],
-                 [pairs.texts[i] for i in idx], pairs.test[idx])
+                 [pairs.texts[i] for i in idx], pairs.test[idx], {k: v[idx] for k, v in pairs.labels.items()})
 
 
 def _ids_hash(ids: list[str]) -> str:

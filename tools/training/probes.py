@@ -139,7 +139,8 @@ def _from_encoder_cache(encoder, items: Items, todo: list[int]) -> dict[int, tup
     items: projecting cached backbone features takes milliseconds where embedding photos takes minutes.
 
     An optimisation only: it is used when projecting two cached items reproduces ``embed_images`` exactly
-    (a tuned tail or extra trunk descriptors would not), and any failure falls back to embedding the photos.
+    (a tuned tail would not; the block-11 trunk descriptor is recomputed from the cached activations), and any
+    failure falls back to embedding the photos.
     """
     from atelier.tools.attributes import colour_features
 
@@ -155,7 +156,7 @@ def _from_encoder_cache(encoder, items: Items, todo: list[int]) -> dict[int, tup
         root = cache_root(get_settings().cache_dir, weights.config.variant) / items.catalog
         meta = json.loads((root / "meta.json").read_text())
         pairs = load_pairs(items.catalog, get_settings().datasets)
-        ids = pairs.ids if items.catalog == "hm" else [i for i, t in zip(pairs.ids, pairs.test) if not t]
+        ids = pairs.ids
         if meta.get("images_done") != meta.get("n") or meta.get("ids_hash") != _ids_hash(ids):
             return {}
         position = {i: n for n, i in enumerate(ids)}
@@ -166,6 +167,15 @@ def _from_encoder_cache(encoder, items: Items, todo: list[int]) -> dict[int, tup
         order = np.argsort(rows)
         pooled = np.load(root / "pooled.npy", mmap_mode="r")[rows[order]].astype(np.float32)
         hist = np.load(root / "hist.npy", mmap_mode="r")[rows[order]].astype(np.float32)
+        if weights.config.trunk_pool:  # the block-11 descriptor, from the cached trunk activations
+            import torch
+
+            from atelier.tools.encoders.vision import trunk_pool
+
+            trunk = np.load(root / "trunk.npy", mmap_mode="r")
+            pooled = np.hstack([pooled, np.concatenate([
+                trunk_pool(torch.from_numpy(np.asarray(trunk[rows[order[lo:lo + 2048]]], np.float32))).numpy()
+                for lo in range(0, len(order), 2048)])])
         emb = project(pooled, hist)
         check = [found[i] for i in order[:2]]
         direct = encoder.embed_images([Image.open(items.paths[k]).convert("RGB") for k in check])
