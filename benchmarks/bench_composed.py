@@ -85,10 +85,19 @@ def build_pairs(products, split_codes: set[str], limit: int | None, seed: int = 
                 words.append(COLOUR_PHRASES[i % len(COLOUR_PHRASES)].format(c=c) if not words else f"in {c}")
             kind = "colour+pattern" if colour_changed and pattern_changed else "colour" if colour_changed else "pattern"
             pairs.append({"ref": ref.id, "targets": [target.id], "change": " and ".join(words), "kind": kind})
-    rng = np.random.default_rng(seed)
-    if limit is not None and len(pairs) > limit:
-        pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), limit, replace=False))]
-    return pairs
+    return sample_pairs(pairs, limit, np.random.default_rng(seed))
+
+
+def sample_pairs(pairs: list[dict], limit: int | None, rng: np.random.Generator) -> list[dict]:
+    """At most ``limit`` pairs, stratified: pattern and colour + pattern changes are rare among H&M variants (a
+    plain random sample of 600 held 6 pattern pairs), so up to a third of the sample is theirs, the rest colour."""
+    if limit is None or len(pairs) <= limit:
+        return pairs
+    rare = [i for i, p in enumerate(pairs) if p["kind"] != "colour"]
+    common = [i for i, p in enumerate(pairs) if p["kind"] == "colour"]
+    rare = list(rng.choice(rare, min(len(rare), limit // 3), replace=False)) if rare else []
+    common = list(rng.choice(common, min(len(common), limit - len(rare)), replace=False)) if common else []
+    return [pairs[i] for i in sorted(rare + common)]
 
 
 DETAIL_PHRASES = {

@@ -34,8 +34,13 @@ def default_store() -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(argv or [])
-    store = Path(argv[argv.index("--store") + 1]) if "--store" in argv else default_store()
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks latency", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", type=Path, default=None, help="store folder (default: the 56k H&M + FPI store)")
+    parser.add_argument("--shoppers", type=int, default=SHOPPERS, help=f"sessions (default {SHOPPERS})")
+    args = parser.parse_args(list(argv or []))
+    store = args.store or default_store()
     from atelier.assistant.runtime import Runtime
     from atelier.assistant.turn import Assistant
     from atelier.memory.store import SessionStore
@@ -45,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = override_settings(store=store, home=home, cache=BENCH_HOME / "cache", rate_limit_per_minute=100_000)
 
     cold = Assistant(runtime=Runtime(settings), sessions=SessionStore(home / "cold.db"))
-    queries = scale_queries(cold.engine.index, SHOPPERS, seed=11)
+    queries = scale_queries(cold.engine.index, args.shoppers, seed=11)
     started = time.perf_counter()
     list(cold.turn(None, queries[0]))
     cold_first = (time.perf_counter() - started) * 1000

@@ -136,11 +136,15 @@ def main(argv: list[str] | None = None) -> None:
     from atelier.tools.training.outfit import (FeatureBank, catalog_vectors, fitb_questions, load_outfit_data,
         multi_group)
 
-    args = list(argv or [])
-    if "--store" in args:  # a copy of the benchmark store (Chroma stores are not safe to share between processes)
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks outfit", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", type=Path, default=None, help="another store (default: the full H&M bench store)")
+    args = parser.parse_args(list(argv or []))
+    if args.store:  # a copy of the benchmark store (Chroma stores are not safe to share between processes)
         from atelier.tools.settings import override_settings
 
-        settings = override_settings(store=Path(args[args.index("--store") + 1]), encoder="compact")
+        settings = override_settings(store=args.store, encoder="compact")
     else:
         settings = full_hm_settings()
     search = ProductSearch.from_settings(settings)

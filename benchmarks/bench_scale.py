@@ -121,15 +121,21 @@ def default_stores() -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(argv or [])
-    if "--from-raw" in argv:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks scale", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", action="append", default=[], metavar="LABEL=PATH", help="a store to measure "
+                        "(repeatable; default: every benchmark store found)")
+    parser.add_argument("--from-raw", action="store_true", help="redraw the table and plot from the last raw figures")
+    parser.add_argument("--one", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(list(argv or []))
+    if args.from_raw:
         report(list(json.loads((RESULTS / "scale.raw.json").read_text()).items()))
         return
-    if "--one" in argv:
-        print("RESULT " + json.dumps(measure_store(Path(argv[argv.index("--one") + 1]))))
+    if args.one:
+        print("RESULT " + json.dumps(measure_store(args.one)))
         return
-    stores = {a.split("=", 1)[0]: Path(a.split("=", 1)[1]) for i, a in enumerate(argv) if argv[i - 1] == "--store"}
-    stores = stores or default_stores()
+    stores = {a.split("=", 1)[0]: Path(a.split("=", 1)[1]) for a in args.store} or default_stores()
     measured = []
     for label, path in stores.items():
         out = subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--one", str(path)], text=True,

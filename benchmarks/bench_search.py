@@ -49,9 +49,13 @@ def build_queries(metas: list[dict], n: int = 200, seed: int = 7) -> list[tuple[
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(argv or [])
-    if "--store" in argv:
-        settings = override_settings(store=Path(argv[argv.index("--store") + 1]))
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks search", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", type=Path, default=None, help="another store (default: the full H&M bench store)")
+    args = parser.parse_args(list(argv or []))
+    if args.store:
+        settings = override_settings(store=args.store)
     else:
         settings = full_hm_settings()
     from atelier.tools.search import ProductSearch
