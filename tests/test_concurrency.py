@@ -109,3 +109,26 @@ def test_the_early_status_replaces_the_turns_own():
 
     chunks = asyncio.run(scenario())
     assert [c.split("\n")[0] for c in chunks] == ["event: status", "event: text_delta", "event: done"]
+
+
+def test_a_turn_outliving_its_event_loop_still_frees_the_session(caplog):
+    scheduler = TurnScheduler(workers=1)
+    gate = threading.Event()
+
+    async def first_request() -> None:
+        await scheduler.acquire("s1")
+        scheduler.start("s1", lambda: gate.wait(10))
+
+    asyncio.run(first_request())  # the request's loop closes while its turn still runs
+    gate.set()
+    scheduler.pool.submit(lambda: None).result(5)
+
+    async def next_request() -> str:
+        return await asyncio.wait_for(scheduler.run("s1", lambda: "second turn"), 5)
+
+    try:
+        assert asyncio.run(next_request()) == "second turn"
+    finally:
+        scheduler.shutdown()
+    assert scheduler._sessions == {}
+    assert not [r for r in caplog.records if "exception calling callback" in r.getMessage()]

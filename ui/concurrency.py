@@ -104,8 +104,17 @@ class TurnScheduler:
             self.release(session_id)
             raise
         loop = asyncio.get_running_loop()
-        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self.release, session_id))
+        future.add_done_callback(lambda _: self._release_on(loop, session_id))
         return future
+
+    def _release_on(self, loop: asyncio.AbstractEventLoop, session_id: str) -> None:
+        """Release from the loop that took the lock; if that loop has closed meanwhile (a test client runs each
+        request on its own loop), nobody can be waiting on it, and releasing here is what keeps the session
+        usable from the next loop."""
+        try:
+            loop.call_soon_threadsafe(self.release, session_id)
+        except RuntimeError:
+            self.release(session_id)
 
     async def run(self, session_id: str, work: Callable[[], T]) -> T:
         """A short operation on one session (a click, forgetting a chip): only that session's lock, and its own
