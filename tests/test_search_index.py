@@ -41,7 +41,7 @@ def catalog(n: int, seed: int = 0) -> list[Product]:
     for i in range(n):
         category, group = CATEGORIES[i % len(CATEGORIES)]
         colour, gender = COLOURS[(i // 4) % len(COLOURS)], GENDERS[i % 3]
-        price = None if i % 10 == 0 else float(rng.integers(5, 100))
+        price = None if i % 10 == 0 else float(rng.integers(500, 10000)) / 100  # cents: not exact in float32
         products.append(Product(id=f"p{i:04d}", title=f"{colour} {category} no {i}", category=category, group=group,
                                 colour=colour, gender=gender, price=price, description=f"a {colour} {category}"))
     return products

@@ -39,7 +39,7 @@ from atelier.tools.schema import Product
 from atelier.tools.settings import Settings
 from atelier.tools.store import FILTER_FIELDS, MAX_BATCH, WRITING, ProductStore
 
-FORMAT = 2
+FORMAT = 3  # 3: prices in float64 (float32 printed 22.86 as 22.860000610351562)
 KINDS = ("text", "image")
 
 
@@ -196,7 +196,7 @@ def build_index(store: ProductStore, revision: str) -> "CatalogIndex":
         image[[at[j] for j in found]] = np.asarray(rows["embeddings"], dtype=np.float32)[found]
     text = np.concatenate(text_chunks) if text_chunks else np.zeros((0, dim), np.float32)
     return CatalogIndex(revision, ids, {f: np.asarray(c, dtype=np.int32) for f, c in codes.items()},
-                        {f: list(v) for f, v in vocab.items()}, np.asarray(price, dtype=np.float32),
+                        {f: list(v) for f, v in vocab.items()}, np.asarray(price, dtype=np.float64),
                         {"text": text, "image": image}, LexicalIndex.build(documents), b"".join(products),
                         np.cumsum([0] + [len(p) for p in products], dtype=np.int64))
 
