@@ -147,16 +147,12 @@ def test_fit_picks_a_dev_threshold_that_refuses_few_in_catalog_queries():
 def test_the_gate_never_calls_an_incomplete_request_a_match():
     from atelier.tools.relevance import CatalogProfile, RelevanceGate
 
-    class Store:
-        dim = 2
-
-        def count(self) -> int:
-            return 1
-
-    gate = RelevanceGate(Store(), "fp", {"fp": GateCalibration(encoder="e", fingerprint="fp", mean=[0.0] * 7,
+    gate = RelevanceGate(lambda: None, "fp", {"fp": GateCalibration(encoder="e", fingerprint="fp", mean=[0.0] * 7,
                                                                scale=[1.0] * 7, weights=[0.0] * 7, bias=-9.0,
                                                                threshold=0.5)})
-    gate._profile = CatalogProfile({"boot"}, np.zeros((1, 2), np.float32), np.zeros((1, 2), np.float32), 1)
+    profile = CatalogProfile({"boot"}, np.zeros((1, 2), np.float32), np.zeros((1, 2), np.float32), 1, "r1")
+    gate.index = lambda: type("Index", (), {"revision": "r1"})()
+    gate._profile = profile
     sims = [{"text": 0.9}]
     lawnmower = gate.judge(request_terms("a lawnmower"), sims, np.ones(2), [BOOT], hard_filters=False, floor=0.3)
     assert not lawnmower.matches and not lawnmower.show, "P(nothing) is ~0, but no result is a lawnmower"

@@ -158,3 +158,22 @@ def test_products_written_after_the_index_are_still_found(store):
     hits = engine.nearest(index, vector, "text", SearchFilters(), None, 10)
     assert hits[0].id == "late" and hits[0].metadata["price"] == 9
     assert engine.products(index, ["late", "p0003"])["late"] == late
+
+
+def test_the_catalog_words_are_built_with_the_index_and_the_gate_follows_its_revision(store):
+    from atelier.tools.coverage import stems
+    from atelier.tools.relevance import RelevanceGate
+
+    store, settings, products = store
+    root = index_root(settings)
+    live = LiveIndex(store, root, ttl=0.0)
+    first = live.get()
+    assert stems("jeans") <= first.words and stems("white") <= first.words
+    assert not stems("lawnmower") & first.words
+    assert CatalogIndex.load(root, first.revision).words == first.words
+    gate = RelevanceGate(live.get, None, {})
+    assert gate.profile.revision == first.revision and gate.profile.size == len(products)
+    assert gate.profile.background_text.shape == (min(len(products), 512), DIM)
+    lawnmower = Product(id="mower", title="lawnmower", category="dress", group="full-body", colour="red")
+    store.upsert([lawnmower], ["h3"], np.ones((1, DIM), np.float32), np.ones((1, DIM), np.float32))
+    assert stems("lawnmower") <= gate.profile.words and gate.profile.revision != first.revision

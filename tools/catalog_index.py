@@ -39,7 +39,7 @@ from atelier.tools.schema import Product
 from atelier.tools.settings import Settings
 from atelier.tools.store import FILTER_FIELDS, MAX_BATCH, WRITING, ProductStore
 
-FORMAT = 3  # 3: prices in float64 (float32 printed 22.86 as 22.860000610351562)
+FORMAT = 3  # 3: prices in float64 (float32 printed 22.86 as 22.860000610351562), the catalog's words
 KINDS = ("text", "image")
 
 
@@ -62,6 +62,7 @@ class CatalogIndex:
     lexical: LexicalIndex
     blob: bytes | mmap.mmap
     offsets: np.ndarray
+    words: frozenset[str] = frozenset()  # every stem of every product (the relevance gate's catalog vocabulary)
 
     def __post_init__(self) -> None:
         self.position = {pid: row for row, pid in enumerate(self.ids)}
@@ -138,6 +139,7 @@ class CatalogIndex:
         for kind in KINDS:
             np.save(tmp / f"{kind}.npy", self.vectors[kind])
         self.lexical.save(tmp)
+        (tmp / "words.json").write_text(json.dumps(sorted(self.words)))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
         pointer = root / f".current.{os.getpid()}"
@@ -159,17 +161,20 @@ class CatalogIndex:
                 arrays = {name: columns[name] for name in columns.files}
             vectors = {kind: np.load(folder / f"{kind}.npy", mmap_mode="r") for kind in KINDS}
             lexical = LexicalIndex.load(folder)
+            words = frozenset(json.loads((folder / "words.json").read_text()))
             with (folder / "products.bin").open("rb") as f:
                 blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if f.seek(0, 2) else b""
         except (OSError, ValueError, KeyError):
             return None
         price, offsets = arrays.pop("price"), arrays.pop("offsets")
-        return cls(revision, meta["ids"], arrays, meta["vocab"], price, vectors, lexical, blob, offsets)
+        return cls(revision, meta["ids"], arrays, meta["vocab"], price, vectors, lexical, blob, offsets, words)
 
 
 def build_index(store: ProductStore, revision: str) -> "CatalogIndex":
     """Read every product's filter fields, search document and both vectors from the store (pages of
-    ``MAX_BATCH``), and fit the lexical index on the documents."""
+    ``MAX_BATCH``), fit the lexical index on the documents and collect the catalog's words (stems)."""
+    from atelier.tools.coverage import product_stems
+
     ids: list[str] = []
     vocab: dict[str, dict[str, int]] = {f: {} for f in FILTER_FIELDS}
     codes: dict[str, list[int]] = {f: [] for f in FILTER_FIELDS}
@@ -177,6 +182,7 @@ def build_index(store: ProductStore, revision: str) -> "CatalogIndex":
     text_chunks: list[np.ndarray] = []
     documents: list[str] = []
     products: list[bytes] = []
+    words: set[str] = set()
     for rows in _pages(store.text, ["metadatas", "embeddings", "documents"]):
         ids.extend(rows["ids"])
         for i, meta in enumerate(rows["metadatas"]):
@@ -186,6 +192,8 @@ def build_index(store: ProductStore, revision: str) -> "CatalogIndex":
             price.append(float(meta["price"]) if meta.get("price") is not None else np.nan)
             documents.append(rows["documents"][i] or str(meta.get("title", "")))
             products.append(str(meta.get("product", "{}")).encode())
+            if meta.get("product"):
+                words |= product_stems(Product.model_validate_json(products[-1]))
         text_chunks.append(np.asarray(rows["embeddings"], dtype=np.float32))
     position = {pid: row for row, pid in enumerate(ids)}
     dim = store.dim
@@ -198,7 +206,7 @@ def build_index(store: ProductStore, revision: str) -> "CatalogIndex":
     return CatalogIndex(revision, ids, {f: np.asarray(c, dtype=np.int32) for f, c in codes.items()},
                         {f: list(v) for f, v in vocab.items()}, np.asarray(price, dtype=np.float64),
                         {"text": text, "image": image}, LexicalIndex.build(documents), b"".join(products),
-                        np.cumsum([0] + [len(p) for p in products], dtype=np.int64))
+                        np.cumsum([0] + [len(p) for p in products], dtype=np.int64), frozenset(words))
 
 
 def _pages(collection: Any, include: list[str]):

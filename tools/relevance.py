@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from atelier.tools.coverage import HEAD_KINDS, Coverage, Term, cover, product_stems, stems
+from atelier.tools.catalog_index import CatalogIndex
+from atelier.tools.coverage import HEAD_KINDS, Coverage, Term, cover, stems
 from atelier.tools.schema import SearchResult
-from atelier.tools.store import ProductStore, product_from_metadata
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "relevance_gate.json"
 FEATURES = ("best_dense", "margin", "vocab", "head", "coverage", "complete", "lexical")
@@ -45,22 +45,21 @@ STRONG_KEYWORD_MATCH = 0.3
 
 @dataclass
 class CatalogProfile:
-    """What the gate knows about one store: its words (stems) and a fixed sample of its vectors."""
+    """What the gate knows about one catalog index revision: its words (stems) and a fixed sample of its vectors
+    (the index's first rows)."""
 
-    words: set[str]
+    words: set[str] | frozenset[str]
     background_text: np.ndarray
     background_image: np.ndarray
     size: int
+    revision: str = ""
 
     @classmethod
-    def from_store(cls, store: ProductStore, sample: int = BACKGROUND_SAMPLE) -> "CatalogProfile":
-        words: set[str] = set()
-        for _, meta, _ in store.iter_metadata():
-            words |= product_stems(product_from_metadata(meta))
-        text = store.text.get(limit=sample, include=["embeddings"])["embeddings"]
-        image = store.image.get(limit=sample, include=["embeddings"])["embeddings"]
-        return cls(words, np.asarray(text, np.float32).reshape(-1, store.dim),
-                   np.asarray(image, np.float32).reshape(-1, store.dim), store.count())
+    def from_index(cls, index: CatalogIndex, sample: int = BACKGROUND_SAMPLE) -> "CatalogProfile":
+        """Read from the in-process index (its words are collected when it is built and saved with it), so a
+        cold process pays nothing per product."""
+        return cls(index.words, np.asarray(index.vectors["text"][:sample], np.float32),
+                   np.asarray(index.vectors["image"][:sample], np.float32), len(index), index.revision)
 
 
 class RelevanceSignals(BaseModel):
@@ -152,18 +151,20 @@ class RelevanceVerdict(BaseModel):
 
 
 class RelevanceGate:
-    """The gate for one store and encoder: its profile (built once per store size) and its calibration."""
+    """The gate for one catalog and encoder: its profile (rebuilt when the index's revision moves) and its
+    calibration."""
 
-    def __init__(self, store: ProductStore, fingerprint: str | None, calibrations: dict[str, GateCalibration] | None
-                 = None) -> None:
-        self.store = store
+    def __init__(self, index: Callable[[], CatalogIndex], fingerprint: str | None,
+                 calibrations: dict[str, GateCalibration] | None = None) -> None:
+        self.index = index
         self.calibration = (calibrations if calibrations is not None else load_calibrations()).get(fingerprint or "")
         self._profile: CatalogProfile | None = None
 
     @property
     def profile(self) -> CatalogProfile:
-        if self._profile is None or self._profile.size != self.store.count():
-            self._profile = CatalogProfile.from_store(self.store)
+        index = self.index()
+        if self._profile is None or self._profile.revision != index.revision:
+            self._profile = CatalogProfile.from_index(index)
         return self._profile
 
     def judge(self, terms: Sequence[Term], similarities: Iterable[dict[str, float]], vector: np.ndarray,

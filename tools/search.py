@@ -114,7 +114,7 @@ class ProductSearch:
     @property
     def gate(self) -> RelevanceGate:
         if self._gate is None:
-            self._gate = RelevanceGate(self.store, encoder_fingerprint(self.encoder))
+            self._gate = RelevanceGate(lambda: self.index, encoder_fingerprint(self.encoder))
         return self._gate
 
     def search(self, query: str, filters: SearchFilters | None = None, k: int = 10, *, parse: bool = True,
