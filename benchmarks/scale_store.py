@@ -94,7 +94,7 @@ def build(size: int | None, out: Path, sources: list[Path], noise: float = 0.02,
     log(f"{len(src['ids'])} real products from {len(sources)} store(s) in {time.perf_counter() - started:.0f}s")
     size = len(src["ids"]) if merge else size
     settings = Settings(store=out, chroma_url=chroma_url)
-    store = ProductStore.open("compact", 384, settings)
+    store = ProductStore.open("compact", 384, settings, create=True)
     rng = np.random.default_rng(seed)
     written = store.count()
     for start in range(written, size, MAX_BATCH):

@@ -1,0 +1,52 @@
+"""The synthetic-store builder behind the 250k / 1M measurements (``benchmarks/scale_store.py``): copies of real
+products with new ids, jittered prices and noisy vectors; ``--merge`` copies verbatim. Small stores, no models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from atelier.tools.schema import Product
+from atelier.tools.settings import Settings
+from atelier.tools.store import ProductStore
+from benchmarks.scale_store import build
+
+DIM = 384
+
+
+def source_store(path, n: int) -> tuple[list[Product], np.ndarray]:
+    store = ProductStore.open("compact", DIM, Settings(store=path), create=True)
+    products = [Product(id=f"real{i}", title=f"red dress {i}", category="dress", group="full-body",
+                        colour=["red", "black"][i % 2], gender="women", price=10.0 + i) for i in range(n)]
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(n, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store.upsert(products, ["h"] * n, vectors, vectors)
+    return products, vectors
+
+
+def test_synthetic_store_keeps_the_real_distribution_with_new_ids_and_noisy_vectors(tmp_path):
+    products, vectors = source_store(tmp_path / "real", 40)
+    report = build(100, tmp_path / "syn", [tmp_path / "real"], log=lambda m: None)
+    assert report["size"] == 100 and json.loads((tmp_path / "syn" / "synthetic.json").read_text())["size"] == 100
+    syn = ProductStore.open("compact", DIM, Settings(store=tmp_path / "syn"))
+    assert syn.count() == 100
+    rows = syn.text.get(include=["metadatas", "embeddings"])
+    assert all(pid.startswith("syn") for pid in rows["ids"]) and len(set(rows["ids"])) == 100
+    by_title = {p.title: (p, v) for p, v in zip(products, vectors)}
+    for meta, vector in zip(rows["metadatas"], rows["embeddings"]):
+        original, original_vector = by_title[meta["title"]]
+        assert meta["colour"] == original.colour and meta["category"] == "dress"
+        assert 0.8 * original.price - 1e-6 <= meta["price"] <= 1.2 * original.price + 1e-6
+        assert 0.85 < float(np.dot(vector, original_vector)) < 0.99
+    assert json.loads(rows["metadatas"][0]["product"])["id"] == rows["ids"][0]
+
+
+def test_merge_copies_products_verbatim(tmp_path):
+    products, vectors = source_store(tmp_path / "real", 30)
+    build(None, tmp_path / "merged", [tmp_path / "real"], merge=True, log=lambda m: None)
+    merged = ProductStore.open("compact", DIM, Settings(store=tmp_path / "merged"))
+    assert merged.count() == 30
+    got = merged.vectors(["real7"], "text")["real7"]
+    assert np.allclose(got, vectors[7], atol=1e-6)
