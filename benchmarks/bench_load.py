@@ -138,10 +138,12 @@ async def lost_and_duplicated(client: httpx.AsyncClient, sessions: list[Session]
 
 async def level(base: str, shoppers: int, seconds: float, photo: bytes, max_turns: int) -> dict:
     async with httpx.AsyncClient(base_url=base, timeout=120) as client:
-        started = time.perf_counter()
+        started, client_cpu, machine = time.perf_counter(), time.process_time(), cpu_times()
         deadline = started + seconds
         sessions = await asyncio.gather(*(shopper(client, deadline, photo, max_turns) for _ in range(shoppers)))
         elapsed = time.perf_counter() - started
+        client_cpu = time.process_time() - client_cpu
+        busy, total = (after - before for after, before in zip(cpu_times(), machine))
         lost, duplicated = await lost_and_duplicated(client, list(sessions))
     turns = [t for s in sessions for t in s.turns]
     messages = [t for t in turns if t.kind != "click"]
@@ -151,7 +153,21 @@ async def level(base: str, shoppers: int, seconds: float, photo: bytes, max_turn
             "turn_p50": percentile(totals, 50), "turn_p95": percentile(totals, 95),
             "photo_p95": percentile([t.total_s for t in turns if t.kind == "photo"], 95),
             "click_p95": percentile([t.total_s for t in turns if t.kind == "click"], 95),
-            "errors": sum(not t.ok for t in turns), "lost": lost, "duplicated": duplicated}
+            "errors": sum(not t.ok for t in turns), "lost": lost, "duplicated": duplicated,
+            "machine_busy": round(busy / max(total, 1e-9), 2),
+            "client_cpu": round(client_cpu / max(elapsed * (os.cpu_count() or 1), 1e-9), 2)}
+
+
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) CPU time of the whole machine so far (``/proc/stat``; zeros where there is none): the load
+    generator shares the cores with the servers, so each level reports how busy the box was and the
+    generator's own share."""
+    try:
+        fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
 
 
 async def one_session_from_everywhere(base: str, clients: int = 20, each: int = 5) -> dict:
@@ -296,7 +312,8 @@ def main(argv: list[str] | None = None) -> None:
     columns = {"config": "config", "shoppers": "shoppers", "turns": "turns", "turns_per_s": "turns/s",
                "first_p50": "first p50 s", "first_p95": "first p95 s", "turn_p50": "turn p50 s",
                "turn_p95": "turn p95 s", "photo_p95": "photo p95 s", "click_p95": "click p95 s",
-               "errors": "errors", "lost": "lost", "duplicated": "dup"}
+               "errors": "errors", "lost": "lost", "duplicated": "dup", "machine_busy": "CPU busy",
+               "client_cpu": "of it the client"}
     print_table(f"Load ({store.name})", list(columns.values()), [[r[k] for k in columns] for r in rows])
     for n in levels:
         by = {r["config"]: r["turns_per_s"] for r in rows if r["shoppers"] == n}
