@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     from atelier.tools.recognition import Recogniser, Thresholds
     from atelier.tools.settings import get_settings
     from atelier.tools.training.probes import test_split
-    from atelier.tools.training.recognition import collect, degrade, score
+    from atelier.tools.training.recognition import collect, degrade, same_photo_groups, score
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=300, help="Test articles sampled (default 300).")
@@ -58,15 +58,16 @@ def main(argv: list[str] | None = None) -> None:
     thresholds = Thresholds.load()
     recogniser = Recogniser(index, load_encoder(), thresholds)
     families = {p.id: p.family for p in index.products}
-    print(f"{len(sample)} test-split articles of {len(index.ids)}; thresholds: {thresholds.inliers} inliers, "
-          f"correlation >= {thresholds.correlation}, colour difference <= {thresholds.colour_difference}", flush=True)
+    twins = same_photo_groups(index.ids, index.matrix["image"])
+    print(f"{len(sample)} test-split articles of {len(index.ids)}; accepted when: {thresholds.describe()}",
+          flush=True)
     rows = []
     for kind in ("clean", "degraded"):
         started = time.perf_counter()
         photos = [load_image(p.image_path) for p in sample]
         if kind == "degraded":
             photos = [degrade(photo, rng) for photo in photos]
-        queries = collect(recogniser, sample, photos)
+        queries = collect(recogniser, sample, photos, same_photo=twins)
         seconds = (time.perf_counter() - started) / max(len(queries), 1)
         s = score(queries, thresholds, families)
         nn_precision, nn_false = nearest_neighbour_baseline(queries, s.recall)

@@ -9,7 +9,7 @@ from PIL import Image, ImageOps
 from atelier.tools.candidates import MatrixIndex
 from atelier.tools.catalogs import CatalogOptions, infer_family, read_catalog
 from atelier.tools.composed import ComposedSearch, Reference
-from atelier.tools.recognition import Match, Thresholds, strip_border
+from atelier.tools.recognition import Match, Thresholds, Tier, strip_border
 from atelier.tools.schema import Product
 from atelier.tools.taxonomy import get_taxonomy
 from atelier.tools.variants import fit_projection
@@ -31,16 +31,28 @@ def test_a_textureless_photo_is_recognised_by_its_pixels_when_geometry_has_too_f
     shorter = Image.new("RGB", (256, 384), (255, 255, 255))
     shorter.paste((10, 10, 10), (60, 60, 200, 290))
     upload = keypoints(sock.resize((128, 192)))
-    assert verify(upload, keypoints(sock))[0] < Thresholds().inliers
+    assert verify(upload, keypoints(sock))[0] < min(t.inliers for t in Thresholds.load().tiers)
     assert identical(upload.rgb, keypoints(sock).rgb)
     assert not identical(upload.rgb, keypoints(shorter).rgb)
 
 
 def test_thresholds_accept_only_verified_matches():
-    t = Thresholds(inliers=15, correlation=0.3, colour_difference=10.0)
+    t = Thresholds(tiers=[Tier(inliers=15, correlation=0.3, colour_difference=10.0)])
     assert t.accepts(Match(id="a", similarity=0.5, inliers=40, correlation=0.9, colour_difference=4.0))
     assert not t.accepts(Match(id="b", similarity=0.9, inliers=40, correlation=0.9, colour_difference=30.0))
     assert not t.accepts(Match(id="c", similarity=0.9, inliers=9, correlation=0.9, colour_difference=4.0))
+    assert t.accepts(Match(id="d", similarity=0.9, inliers=2, correlation=0.1, colour_difference=90.0, identical=True))
+
+
+def test_a_second_tier_trades_corners_for_photometric_agreement():
+    t = Thresholds(tiers=[Tier(inliers=20, correlation=0.2, colour_difference=6.0),
+                          Tier(inliers=6, correlation=0.8, colour_difference=4.0)])
+    plain_small_screenshot = Match(id="a", similarity=0.8, inliers=9, correlation=0.94, colour_difference=2.3)
+    sibling_colour = Match(id="b", similarity=0.8, inliers=9, correlation=0.94, colour_difference=14.0)
+    loose_fit = Match(id="c", similarity=0.8, inliers=9, correlation=0.5, colour_difference=2.3)
+    assert t.accepts(plain_small_screenshot)
+    assert not t.accepts(sibling_colour) and not t.accepts(loose_fit)
+    assert not Thresholds(tiers=t.tiers[:1]).accepts(plain_small_screenshot)
 
 
 # --- families ----------------------------------------------------------------------------------------------------
@@ -164,3 +176,60 @@ def test_screenshots_of_catalog_photos_are_recognised_and_unknown_garments_are_n
         assert found.recognised and found.product.id == product.id, (product.id, found.match)
         held_out = recogniser.recognise(photo, exclude_family=product.family)
         assert not held_out.recognised, (product.id, held_out.match)
+
+
+def test_calibration_adds_a_tier_only_where_it_raises_recall_at_the_target_precision():
+    from atelier.tools.training.recognition import Query, choose
+
+    def match(pid, inliers, correlation, difference):
+        return Match(id=pid, similarity=0.8, inliers=inliers, correlation=correlation, colour_difference=difference)
+
+    queries = []
+    for i in range(60):  # prints: many corners
+        queries.append(Query(id=f"p{i}", family=f"f{i}", matches=[match(f"p{i}", 80, 0.6, 5.0), match("x", 5, 0.1, 30)]))
+        queries.append(Query(id=f"p{i}", family=f"f{i}", held_out="item", matches=[match(f"s{i}", 80, 0.6, 25.0)]))
+    for i in range(60, 100):  # plain garments in small screenshots: few corners, close pixels
+        queries.append(Query(id=f"p{i}", family=f"f{i}", matches=[match(f"p{i}", 7, 0.95, 2.0), match("x", 3, 0.2, 30)]))
+        queries.append(Query(id=f"p{i}", family=f"f{i}", held_out="family", matches=[match("y", 10, 0.7, 4.0)]))
+    thresholds, scores = choose(queries, {}, target=0.995)
+    assert scores.precision == 1.0 and scores.recall == 1.0
+    assert len(thresholds.tiers) == 2
+    one_tier, single = choose(queries, {}, target=0.995, max_tiers=1)
+    assert single.recall == 0.6 and single.precision == 1.0
+
+
+def test_the_coarse_check_never_rejects_what_the_full_comparison_accepts():
+    from atelier.tools.recognition import _coarse_difference, garment_difference, keypoints
+    from atelier.tools.training.recognition import degrade
+
+    rng = np.random.default_rng(3)
+    pairs = 0
+    for i in range(40):
+        photo = Image.new("RGB", (256, 384), (255, 255, 255))
+        photo.paste(tuple(int(c) for c in rng.integers(0, 200, 3)), (40 + i, 50, 200, 300 + i))
+        photo.paste(tuple(int(c) for c in rng.integers(0, 255, 3)), (80, 100, 120 + i, 160))
+        catalog = keypoints(photo).rgb
+        for upload in (photo.resize((128, 192)), photo.resize((200, 300)), degrade(photo, rng)):
+            query = keypoints(upload).rgb
+            full = garment_difference(query, catalog)
+            assert _coarse_difference(query, catalog) <= full + 0.5, "a lower bound, up to resampling"
+            pairs += 1
+    other = Image.new("RGB", (256, 384), (255, 255, 255))
+    other.paste((10, 120, 10), (40, 50, 200, 300))
+    assert _coarse_difference(keypoints(other).rgb, keypoints(photo).rgb) > 4.0
+    assert pairs == 120
+
+
+def test_items_listed_with_the_same_photo_count_as_the_item():
+    from atelier.tools.training.recognition import Query, same_photo_groups, score
+
+    vectors = np.eye(4, dtype=np.float32)
+    vectors[3] = vectors[1]
+    twins = same_photo_groups(["a", "b", "c", "d"], vectors)
+    assert twins == {"b": ["d"], "d": ["b"]}
+    verified = Match(id="d", similarity=0.9, inliers=200, correlation=0.97, colour_difference=2.0)
+    t = Thresholds(tiers=[Tier(inliers=20, correlation=0.2, colour_difference=6.0)])
+    as_itself = Query(id="b", family="f", same_photo=twins["b"], matches=[verified])
+    assert score([as_itself], t, {}).precision == 1.0 and score([as_itself], t, {}).recall == 1.0
+    other = Query(id="c", family="g", matches=[verified])
+    assert score([other], t, {}).precision == 0.0

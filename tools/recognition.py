@@ -36,21 +36,45 @@ from atelier.tools.schema import Product
 
 THRESHOLDS_PATH = Path(__file__).resolve().parent / "recognition.json"
 SIDE = 320
+COARSE_SIDE = 32
 WHITE = 225
 
 
+class Tier(BaseModel):
+    """One kind of sufficient evidence: at least ``inliers`` RANSAC inliers, and the warped catalog photo agreeing
+    with the upload to ``correlation`` (L channel) and within ``colour_difference`` (mean Lab)."""
+
+    inliers: int
+    correlation: float
+    colour_difference: float
+
+    def holds(self, match: "Match") -> bool:
+        return (match.inliers >= self.inliers and match.correlation >= self.correlation
+                and match.colour_difference <= self.colour_difference)
+
+    def __str__(self) -> str:
+        return (f">= {self.inliers} inliers, correlation >= {self.correlation}, colour difference <= "
+                f"{self.colour_difference}")
+
+
 class Thresholds(BaseModel):
-    """When a verified candidate counts as the same photo; ``metrics`` records how they were calibrated."""
+    """When a verified candidate counts as the same photo: pixel-identical, or any tier of evidence holds.
+
+    One tier cannot serve every photo: a plain garment shrunk into a small screenshot keeps only a handful of
+    corners, yet the catalog photo warped by their transform matches it almost pixel for pixel; a busy print
+    keeps hundreds of corners while JPEG shifts its colours a little. Tiers trade corners for photometric
+    agreement, and ``choose_tiers`` adds one only while precision stays at the target. ``metrics`` records how
+    they were calibrated."""
 
     shortlist: int = 20
-    inliers: int = 15
-    correlation: float = 0.3
-    colour_difference: float = 10.0
+    tiers: list[Tier] = Field(default_factory=lambda: [Tier(inliers=15, correlation=0.3, colour_difference=10.0)])
     metrics: dict[str, Any] = Field(default_factory=dict)
 
     def accepts(self, match: "Match") -> bool:
-        return match.identical or (match.inliers >= self.inliers and match.correlation >= self.correlation
-                                   and match.colour_difference <= self.colour_difference)
+        return match.identical or any(tier.holds(match) for tier in self.tiers)
+
+    def describe(self) -> str:
+        return "; or ".join(str(t) for t in self.tiers)
 
     def save(self, path: Path = THRESHOLDS_PATH) -> None:
         path.write_text(self.model_dump_json(indent=2) + "\n")
@@ -175,17 +199,38 @@ def verify(query: Keypoints, candidate: Keypoints) -> tuple[int, float, float]:
 def identical(query: np.ndarray, candidate: np.ndarray, tolerance: float = 4.0) -> bool:
     """Whether two photos of the same shape are the same pixels up to resizing and recompression, compared on the
     garment (the non-white pixels of either): a plain black sock has too few corners to verify geometrically."""
-    import cv2
-
     (h, w), (ch, cw) = query.shape[:2], candidate.shape[:2]
     if abs(h / max(w, 1) - ch / max(cw, 1)) > 0.02 * ch / max(cw, 1):
         return False
+    if _coarse_difference(query, candidate) > tolerance:
+        return False
+    return garment_difference(query, candidate) <= tolerance
+
+
+def garment_difference(query: np.ndarray, candidate: np.ndarray) -> float:
+    """Mean absolute pixel difference on the garment (non-white in either), the candidate resized to the query;
+    infinite when there is too little garment to compare."""
+    import cv2
+
+    h, w = query.shape[:2]
     resized = cv2.resize(candidate, (w, h), interpolation=cv2.INTER_AREA)
     garment = (query.min(axis=2) < WHITE) | (resized.min(axis=2) < WHITE)
     if garment.sum() < 0.02 * h * w:
-        return False
-    difference = np.abs(query.astype(np.float32) - resized.astype(np.float32))[garment]
-    return float(difference.mean()) <= tolerance
+        return float("inf")
+    return float(np.abs(query.astype(np.float32) - resized.astype(np.float32))[garment].mean())
+
+
+def _coarse_difference(query: np.ndarray, candidate: np.ndarray, side: int = COARSE_SIDE) -> float:
+    """Mean absolute difference of both photos shrunk to ``side`` pixels, over every pixel. Block means differ by
+    no more than their pixels do, and the background only dilutes the mean, so this is (up to resampling) a lower
+    bound of the garment difference ``identical`` computes: above the tolerance, the full-size comparison —
+    most of a photo turn's time, run for every shortlisted candidate — can be skipped."""
+    import cv2
+
+    h, w = query.shape[:2]
+    size = (max(1, round(w * side / max(h, w))), max(1, round(h * side / max(h, w))))
+    small = [cv2.resize(a, size, interpolation=cv2.INTER_AREA).astype(np.float32) for a in (query, candidate)]
+    return float(np.abs(small[0] - small[1]).mean())
 
 
 def photometric(query: np.ndarray, candidate: np.ndarray, transform: np.ndarray) -> tuple[float, float]:
@@ -218,8 +263,9 @@ class Recogniser:
 
     def candidates(self, image: Image.Image, vector: np.ndarray | None = None, exclude_family: str | None = None,
                    exclude_ids: tuple[str, ...] = ()) -> list[Match]:
-        """Every shortlisted candidate with its verification evidence, best-verified first (``exclude_*`` hold
-        items out of the catalog, for calibration and benchmarks)."""
+        """Every shortlisted candidate with its verification evidence, best-verified first: pixel-identical, then
+        the closest colours (a sibling variant shot in the same pose has as many inliers as the item itself; its
+        colours are what differ). ``exclude_*`` hold items out of the catalog, for calibration and benchmarks."""
         vector = self.embed(image) if vector is None else vector
         k = self.thresholds.shortlist
         hits = self.index.query(vector, "image", SearchFilters(exclude_ids=list(exclude_ids)),
@@ -237,7 +283,7 @@ class Recogniser:
                                  colour_difference=difference, identical=same))
             if len(matches) == k:
                 break
-        return sorted(matches, key=lambda m: (not m.identical, -m.inliers, m.colour_difference))
+        return sorted(matches, key=lambda m: (not m.identical, m.colour_difference, -m.inliers))
 
     def recognise(self, image: Image.Image, vector: np.ndarray | None = None,
                   exclude_family: str | None = None) -> Recognition:

@@ -304,8 +304,7 @@ def calibrate_recognition_command(
     from atelier.tools.training.recognition import calibrate
 
     thresholds, scores, _ = calibrate(n=n, target=precision, log=typer.echo)
-    typer.echo(f"thresholds: {thresholds.inliers} inliers, correlation >= {thresholds.correlation}, colour "
-               f"difference <= {thresholds.colour_difference}; precision {scores.precision:.3f}, recall "
+    typer.echo(f"accepted when: {thresholds.describe()}; precision {scores.precision:.3f}, recall "
                f"{scores.recall:.3f}, out-of-catalog false accepts {scores.false_accepts:.3f}")
 
 

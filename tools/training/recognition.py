@@ -4,7 +4,8 @@ What screenshots and phone photos do to a product photo is simulated (``degrade`
 rotation, a frame, JPEG recompression). Each sampled product gives two queries: its degraded photo against the
 whole catalog (must be recognised as itself) and the same photo with its whole variant family held out of the
 catalog (an out-of-catalog garment: must not be "recognised" at all). The thresholds are the grid point with the
-highest recall whose precision, over both query sets together, reaches the target.
+highest recall whose precision, over all three query sets together, reaches the target, and further evidence
+tiers are added greedily while they raise recall at that precision (``choose``).
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ import numpy as np
 from PIL import Image, ImageOps
 from pydantic import BaseModel
 
-from atelier.tools.recognition import Match, Recogniser, Thresholds
+from atelier.tools.recognition import Match, Recogniser, Thresholds, Tier
 from atelier.tools.schema import Product
 from atelier.tools.settings import Settings, get_settings
 from atelier.tools.variants import VariantProjection, fit_projection
 
 FRAMES = ((0, 0, 0), (255, 255, 255), (128, 128, 128), (240, 240, 235), (30, 30, 60))
-GRID = {"inliers": (8, 10, 12, 15, 20, 25, 30), "correlation": (0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
-        "colour_difference": (6.0, 8.0, 10.0, 12.0, 15.0, 20.0)}
+GRID = {"inliers": (4, 6, 8, 10, 12, 15, 20, 25, 30, 40, 60, 80),
+        "correlation": (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9),
+        "colour_difference": (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0)}
 
 
 def degrade(image: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -55,6 +57,10 @@ class Query(BaseModel):
     family: str | None
     held_out: str = "no"
     matches: list[Match]
+    same_photo: list[str] = []  # other catalog items listed with this very photo: naming one of them is right
+
+    def names_it(self, product_id: str) -> bool:
+        return self.in_catalog and (product_id == self.id or product_id in self.same_photo)
 
     @property
     def in_catalog(self) -> bool:
@@ -74,22 +80,38 @@ class Scores(BaseModel):
 
 
 def collect(recogniser: Recogniser, products: Sequence[Product], images: Sequence[Image.Image],
-            out_of_catalog: bool = True, log: Callable[[str], None] = lambda m: None) -> list[Query]:
+            out_of_catalog: bool = True, log: Callable[[str], None] = lambda m: None,
+            same_photo: dict[str, list[str]] | None = None) -> list[Query]:
     """Verified candidates for each photo: as itself in the catalog, with only itself held out (its colour
-    variants stay), and with its whole family held out."""
+    variants stay), and with its whole family held out. ``same_photo`` (``same_photo_groups``) names catalog
+    items listed with the very same photo: they are held out with the item (recognising the photo as theirs
+    would be right, not a false "that's our item")."""
+    same_photo = same_photo or {}
     queries = []
     for n, (product, image) in enumerate(zip(products, images), start=1):
         vector = recogniser.embed(image)
-        queries.append(Query(id=product.id, family=product.family, matches=recogniser.candidates(image, vector)))
+        twins = same_photo.get(product.id, [])
+        queries.append(Query(id=product.id, family=product.family, same_photo=twins,
+                             matches=recogniser.candidates(image, vector)))
         if out_of_catalog:
             queries.append(Query(id=product.id, family=product.family, held_out="item",
-                                 matches=recogniser.candidates(image, vector, exclude_ids=(product.id,))))
+                                 matches=recogniser.candidates(image, vector, exclude_ids=(product.id, *twins))))
         if out_of_catalog and product.family:
             queries.append(Query(id=product.id, family=product.family, held_out="family",
-                                 matches=recogniser.candidates(image, vector, exclude_family=product.family)))
+                                 matches=recogniser.candidates(image, vector, exclude_family=product.family,
+                                                               exclude_ids=tuple(twins))))
         if n % 100 == 0:
             log(f"recognition: {n}/{len(products)} photos verified")
     return queries
+
+
+def same_photo_groups(ids: Sequence[str], vectors: np.ndarray) -> dict[str, list[str]]:
+    """For each catalog item whose photo is also another item's (identical image vectors: H&M lists some photos
+    under several articles), the other items."""
+    groups: dict[bytes, list[str]] = {}
+    for pid, vector in zip(ids, np.asarray(vectors, np.float32)):
+        groups.setdefault(np.round(vector, 4).tobytes(), []).append(pid)
+    return {pid: [o for o in group if o != pid] for group in groups.values() if len(group) > 1 for pid in group}
 
 
 def score(queries: Sequence[Query], thresholds: Thresholds, families: dict[str, str | None]) -> Scores:
@@ -103,7 +125,7 @@ def score(queries: Sequence[Query], thresholds: Thresholds, families: dict[str, 
         accepted = next((m for m in q.matches if thresholds.accepts(m)), None)
         if accepted is None:
             continue
-        if q.in_catalog and accepted.id == q.id:
+        if q.names_it(accepted.id):
             right += 1
         else:
             wrong += 1
@@ -119,20 +141,63 @@ def score(queries: Sequence[Query], thresholds: Thresholds, families: dict[str, 
 
 
 def choose(queries: Sequence[Query], families: dict[str, str | None], target: float = 0.995,
-           base: Thresholds | None = None) -> tuple[Thresholds, Scores]:
-    """The grid point with the best recall at precision >= ``target`` (else the most precise one)."""
+           base: Thresholds | None = None, max_tiers: int = 3, min_gain: float = 0.01) -> tuple[Thresholds, Scores]:
+    """Evidence tiers chosen greedily on ``queries``: first the grid tier with the best recall at precision >=
+    ``target`` (else the most precise one), then, while precision stays at the target, the tier that adds the
+    most recall — kept only if it adds at least ``min_gain`` (a tier for one or two photos is noise)."""
     base = base or Thresholds()
-    best: tuple[tuple[bool, float, float, float], Thresholds, Scores] | None = None
-    for inliers, correlation, difference in itertools.product(*GRID.values()):
-        candidate = base.model_copy(update={"inliers": inliers, "correlation": correlation,
-                                            "colour_difference": difference})
-        s = score(queries, candidate, families)
-        strictness = inliers / 30 + correlation - difference / 20  # among equals, the safest
-        key = (s.precision >= target, s.recall if s.precision >= target else s.precision, s.precision, strictness)
-        if best is None or key > best[0]:
-            best = (key, candidate, s)
-    assert best is not None
-    return best[1], best[2]
+    evidence = _Evidence(queries)
+    grid = [Tier(inliers=i, correlation=c, colour_difference=d) for i, c, d in itertools.product(*GRID.values())]
+    chosen: list[Tier] = []
+    accepted = np.zeros_like(evidence.valid)
+    best_recall = -1.0
+    for _ in range(max_tiers):
+        best: tuple[tuple, Tier, np.ndarray] | None = None
+        for tier in grid:
+            mask = accepted | evidence.holds(tier)
+            precision, recall = evidence.rates(mask)
+            strictness = tier.inliers / 30 + tier.correlation - tier.colour_difference / 20  # among equals, the safest
+            key = (precision >= target, recall if precision >= target else precision, precision, strictness)
+            if best is None or key > best[0]:
+                best = (key, tier, mask)
+        assert best is not None
+        (meets, recall, _, _), tier, mask = best
+        if chosen and (not meets or recall < best_recall + min_gain):
+            break
+        chosen.append(tier)
+        accepted, best_recall = mask, recall
+        if not meets:
+            break
+    thresholds = base.model_copy(update={"tiers": chosen})
+    return thresholds, score(queries, thresholds, families)
+
+
+class _Evidence:
+    """The candidates' verification evidence as (query, candidate) arrays, so a grid of tiers scores in numpy."""
+
+    def __init__(self, queries: Sequence[Query]) -> None:
+        k = max((len(q.matches) for q in queries), default=1)
+        shape = (len(queries), k)
+        self.inliers, self.correlation = np.zeros(shape), np.full(shape, -1.0)
+        self.difference = np.full(shape, np.inf)
+        self.valid, self.identical, self.right = (np.zeros(shape, bool) for _ in range(3))
+        for i, q in enumerate(queries):
+            for j, m in enumerate(q.matches):
+                self.inliers[i, j], self.correlation[i, j], self.difference[i, j] = (m.inliers, m.correlation,
+                                                                                    m.colour_difference)
+                self.valid[i, j], self.identical[i, j] = True, m.identical
+                self.right[i, j] = q.names_it(m.id)
+        self.in_catalog = np.array([q.in_catalog for q in queries])
+
+    def holds(self, tier: Tier) -> np.ndarray:
+        return self.valid & (self.identical | ((self.inliers >= tier.inliers) & (self.correlation >= tier.correlation)
+                                               & (self.difference <= tier.colour_difference)))
+
+    def rates(self, accepted: np.ndarray) -> tuple[float, float]:
+        """(precision, recall) when each query answers with its first accepted candidate."""
+        answered = accepted.any(axis=1)
+        right = answered & self.right[np.arange(len(accepted)), accepted.argmax(axis=1)]
+        return (float(right.sum() / max(answered.sum(), 1)), float(right.sum() / max(self.in_catalog.sum(), 1)))
 
 
 def non_test_products(products: Sequence[Product], datasets: Path) -> list[Product]:
@@ -172,13 +237,20 @@ def calibrate(n: int = 300, target: float = 0.995, seed: int = 0, settings: Sett
     pictured = [p for p in products if p.image_path and Path(p.image_path).is_file()]
     sample = [pictured[i] for i in sorted(rng.choice(len(pictured), min(n, len(pictured)), replace=False))]
     photos = [degrade(load_image(p.image_path), rng) for p in sample]
-    recogniser = Recogniser(StoreIndex(store), encoder, Thresholds())
-    queries = collect(recogniser, sample, photos, log=log)
+    index = StoreIndex(store)
+    recogniser = Recogniser(index, encoder, Thresholds())
+    all_ids = [i for i, _, _ in store.iter_metadata()]
+    stored = {}
+    for start in range(0, len(all_ids), 2000):
+        stored.update(store.vectors(all_ids[start:start + 2000], "image"))
+    twins = same_photo_groups(list(stored), np.stack(list(stored.values())))
+    queries = collect(recogniser, sample, photos, log=log, same_photo=twins)
     all_families = {i: product_from_metadata(m).family for i, m, _ in store.iter_metadata()}
     thresholds, scores = choose(queries, all_families, target)
     thresholds.metrics = {"calibrated_on": f"{len(sample)} degraded non-test photos of {len(all_families)} products "
                                            f"({settings.store_path.name}): in the catalog, the item held out, its "
-                                           "family held out", "target_precision": target, **scores.model_dump(),
+                                           "family held out (items listed with the same photo count as the item)",
+                          "target_precision": target, **scores.model_dump(),
                           "encoder": encoder_fingerprint(encoder)}
     thresholds.save()
     return thresholds, scores, projection
