@@ -194,6 +194,7 @@ def test_calibration_adds_a_tier_only_where_it_raises_recall_at_the_target_preci
     thresholds, scores = choose(queries, {}, target=0.995)
     assert scores.precision == 1.0 and scores.recall == 1.0
     assert len(thresholds.tiers) == 2
+    assert len(choose(queries, {}, target=0.995, max_tiers=3)[0].tiers) == 2, "a third tier adds nothing here"
     one_tier, single = choose(queries, {}, target=0.995, max_tiers=1)
     assert single.recall == 0.6 and single.precision == 1.0
 

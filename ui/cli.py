@@ -298,12 +298,13 @@ def train_probes_command(
 def calibrate_recognition_command(
     n: int = typer.Option(300, help="Non-test catalog photos degraded and looked up (each also out of catalog)."),
     precision: float = typer.Option(0.995, help="Precision the thresholds must reach on those photos."),
+    tiers: int = typer.Option(2, help="Evidence tiers at most (a third overfitted a 400-photo sample)."),
 ) -> None:
     """Calibrate catalog-photo recognition and fit the variant projection on the configured store's non-test
     items (writes tools/recognition.json and tools/variant_projection.npz; rerun when the encoder changes)."""
     from atelier.tools.training.recognition import calibrate
 
-    thresholds, scores, _ = calibrate(n=n, target=precision, log=typer.echo)
+    thresholds, scores, _ = calibrate(n=n, target=precision, log=typer.echo, max_tiers=tiers)
     typer.echo(f"accepted when: {thresholds.describe()}; precision {scores.precision:.3f}, recall "
                f"{scores.recall:.3f}, out-of-catalog false accepts {scores.false_accepts:.3f}")
 
