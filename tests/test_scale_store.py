@@ -50,3 +50,15 @@ def test_merge_copies_products_verbatim(tmp_path):
     assert merged.count() == 30
     got = merged.vectors(["real7"], "text")["real7"]
     assert np.allclose(got, vectors[7], atol=1e-6)
+
+
+def test_ingestion_sets_the_hnsw_search_breadth_and_serving_leaves_it(tmp_path):
+    def ef(store):
+        return store.text.configuration_json["hnsw"]["ef_search"], store.image.configuration_json["hnsw"]["ef_search"]
+
+    created = ProductStore.open("compact", DIM, Settings(store=tmp_path / "s", hnsw_ef_search=150), create=True)
+    assert ef(created) == (150, 150)
+    retuned = ProductStore.open("compact", DIM, Settings(store=tmp_path / "s", hnsw_ef_search=250), create=True)
+    assert ef(retuned) == (250, 250)
+    served = ProductStore.open("compact", DIM, Settings(store=tmp_path / "s", hnsw_ef_search=90))
+    assert ef(served) == (250, 250)

@@ -88,13 +88,18 @@ def product_from_metadata(meta: dict[str, Any]) -> Product:
 class ProductStore:
     """Products with their text and image embeddings, in Chroma."""
 
-    def __init__(self, client: Any, prefix: str, encoder_name: str, dim: int, create: bool = True) -> None:
+    def __init__(self, client: Any, prefix: str, encoder_name: str, dim: int, create: bool = True,
+                 ef_search: int | None = None) -> None:
         self.client = client
         self.encoder_name = encoder_name
         self.dim = dim
+        self.ef_search = ef_search
         self.text = self._collection(f"{prefix}_text", create)
         self.image = self._collection(f"{prefix}_image", create)
         self._check_encoder(self.text)
+        if create and ef_search:
+            for collection in (self.text, self.image):
+                self._tune(collection, ef_search)
 
     @classmethod
     def open(cls, encoder_name: str, dim: int, settings: Settings | None = None,
@@ -102,7 +107,16 @@ class ProductStore:
         """The configured store. Only ingestion passes ``create``: a server pointed at a wrong or deleted
         store must say so at startup, not answer every shopper with "nothing matches" from an empty one."""
         settings = settings or get_settings()
-        return cls(make_client(settings, create), settings.collection_prefix, encoder_name, dim, create)
+        return cls(make_client(settings, create), settings.collection_prefix, encoder_name, dim, create,
+                   settings.hnsw_ef_search)
+
+    @staticmethod
+    def _tune(collection: Any, ef_search: int) -> None:
+        """Set the collection's HNSW search breadth (a search-time setting: a store built before keeps its graph
+        and is re-tuned by the next ``atelier ingest``; open processes pick it up when they reopen the store)."""
+        current = ((collection.configuration_json or {}).get("hnsw") or {}).get("ef_search")
+        if current != ef_search:
+            collection.modify(configuration={"hnsw": {"ef_search": ef_search}})
 
     def _collection(self, name: str, create: bool) -> Any:
         if not create:
@@ -116,7 +130,7 @@ class ProductStore:
             name=name,
             embedding_function=None,
             metadata={"encoder": self.encoder_name, "dim": self.dim},
-            configuration={"hnsw": {"space": "cosine"}},
+            configuration={"hnsw": {"space": "cosine", **({"ef_search": self.ef_search} if self.ef_search else {})}},
         )
 
     def _check_encoder(self, collection: Any) -> None:
