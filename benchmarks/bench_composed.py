@@ -3,7 +3,9 @@ instead", "without the print", "with long sleeves", "looser") must find the targ
 articles. Test-split products only.
 
 Change types: colour, pattern and colour + pattern (the target is another variant of the reference's product,
-named uniquely by the change: no other variant shares its colour family and pattern), and sleeves, length, fit
+named uniquely by the change: no other variant shares its colour family and pattern); "pattern, any colour" (only
+a pattern is asked for, "got this with stripes?": any variant of the product with that pattern is a hit — the
+test split has only 5 variant pairs that differ in pattern alone); and sleeves, length, fit
 (the target is any article of the reference's category, gender and colour whose description states the asked
 detail — a relaxed target set, FashionIQ-style, since H&M has no such variants of one product).
 
@@ -85,19 +87,31 @@ def build_pairs(products, split_codes: set[str], limit: int | None, seed: int = 
                 words.append(COLOUR_PHRASES[i % len(COLOUR_PHRASES)].format(c=c) if not words else f"in {c}")
             kind = "colour+pattern" if colour_changed and pattern_changed else "colour" if colour_changed else "pattern"
             pairs.append({"ref": ref.id, "targets": [target.id], "change": " and ".join(words), "kind": kind})
+        for ref in variants:
+            for pattern in sorted({v.pattern for v in variants} - {ref.pattern}):
+                if pattern not in PATTERN_PHRASES:
+                    continue
+                targets = [v.id for v in variants if v.pattern == pattern]
+                phrase = PATTERN_PHRASES[pattern][next(turn) % len(PATTERN_PHRASES[pattern])]
+                pairs.append({"ref": ref.id, "targets": targets, "change": phrase, "kind": "pattern, any colour"})
     return sample_pairs(pairs, limit, np.random.default_rng(seed))
 
 
 def sample_pairs(pairs: list[dict], limit: int | None, rng: np.random.Generator) -> list[dict]:
-    """At most ``limit`` pairs, stratified: pattern and colour + pattern changes are rare among H&M variants (a
-    plain random sample of 600 held 6 pattern pairs), so up to a third of the sample is theirs, the rest colour."""
+    """At most ``limit`` pairs, stratified: pattern changes are rare among H&M variants (a plain random sample of
+    600 held 6 pattern pairs), so each kind other than colour gets up to a sixth of the sample, colour the rest."""
     if limit is None or len(pairs) <= limit:
         return pairs
-    rare = [i for i, p in enumerate(pairs) if p["kind"] != "colour"]
-    common = [i for i, p in enumerate(pairs) if p["kind"] == "colour"]
-    rare = list(rng.choice(rare, min(len(rare), limit // 3), replace=False)) if rare else []
-    common = list(rng.choice(common, min(len(common), limit - len(rare)), replace=False)) if common else []
-    return [pairs[i] for i in sorted(rare + common)]
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(pairs):
+        by_kind[p["kind"]].append(i)
+    kept = []
+    for kind, rows in sorted(by_kind.items()):
+        if kind != "colour":
+            kept += list(rng.choice(rows, min(len(rows), limit // 6), replace=False))
+    colour = by_kind.get("colour", [])
+    kept += list(rng.choice(colour, min(len(colour), limit - len(kept)), replace=False)) if colour else []
+    return [pairs[i] for i in sorted(kept)]
 
 
 DETAIL_PHRASES = {
@@ -109,7 +123,7 @@ DETAIL_PHRASES = {
     "fit": {"loose": ["looser", "in a relaxed fit"], "slim": ["slimmer", "fitted instead"]},
 }
 KINDS = ("shown item", "clean photo", "degraded photo", "out-of-catalog photo")
-CHANGES = ("colour", "pattern", "colour+pattern", "sleeves", "length", "fit")
+CHANGES = ("colour", "pattern", "pattern, any colour", "colour+pattern", "sleeves", "length", "fit")
 
 
 def stated_details(description: str) -> dict[str, set[str]]:
