@@ -4,8 +4,8 @@ articles. Test-split products only.
 
 Change types: colour, pattern and colour + pattern (the target is another variant of the reference's product,
 named uniquely by the change: no other variant shares its colour family and pattern); "pattern, any colour" (only
-a pattern is asked for, "got this with stripes?": any variant of the product with that pattern is a hit — the
-test split has only 5 variant pairs that differ in pattern alone); and sleeves, length, fit
+a pattern is asked for, "got this with stripes?": any variant of the product with that pattern is a hit); and
+sleeves, length, fit
 (the target is any article of the reference's category, gender and colour whose description states the asked
 detail — a relaxed target set, FashionIQ-style, since H&M has no such variants of one product).
 

@@ -23,6 +23,16 @@ def test_strip_border_removes_a_coloured_frame_but_keeps_white_margins():
     assert strip_border(photo).size == (60, 90)
 
 
+def test_strip_border_keeps_a_light_grey_studio_background():
+    for grey in (195, 222):
+        photo = Image.new("RGB", (256, 384), (grey, grey, grey - 3))
+        photo.paste((250, 250, 250), (30, 60, 226, 330))
+        photo.paste((30, 30, 90), (60, 200, 200, 330))
+        assert strip_border(photo).size == (256, 384)
+    framed = ImageOps.expand(photo.resize((128, 192)), border=12, fill=(128, 128, 128))
+    assert strip_border(framed).size == (128, 192), "inside a grey frame, the grey studio background stays"
+
+
 def test_a_textureless_photo_is_recognised_by_its_pixels_when_geometry_has_too_few_corners():
     from atelier.tools.recognition import identical, keypoints, verify
 

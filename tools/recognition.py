@@ -123,7 +123,7 @@ def strip_border(image: Image.Image, tolerance: int = 30) -> Image.Image:
     for _ in range(3):
         a = np.asarray(stripped, np.int16)
         corners = np.median(np.array([a[0, 0], a[0, -1], a[-1, 0], a[-1, -1]]), axis=0)
-        if (corners > WHITE).all():
+        if (corners > WHITE).all() or _studio_grey(corners):
             return stripped
         differs = np.abs(a - corners).max(axis=2) > tolerance
         rows = np.flatnonzero(differs.mean(axis=1) > 0.5)
@@ -135,6 +135,12 @@ def strip_border(image: Image.Image, tolerance: int = 30) -> Image.Image:
             break
         stripped = stripped.crop(box)
     return image
+
+
+def _studio_grey(colour: np.ndarray) -> bool:
+    """A light, neutral grey around a photo is a studio background, not a frame: taking it for one cropped catalog
+    photos to their garment, and their own uploads then missed the shortlist (14 of 120 clean test photos)."""
+    return bool(colour.min() > 180 and np.ptp(colour) < 20)
 
 
 def keypoints(image: Image.Image) -> Keypoints:
