@@ -223,31 +223,24 @@ def calibrate(n: int = 300, target: float = 0.995, seed: int = 0, settings: Sett
     settings = settings or get_settings()
     encoder = load_encoder(settings.encoder)
     store = open_store(settings)
-    products = non_test_products([product_from_metadata(m) for _, m, _ in store.iter_metadata()],
-                                 settings.datasets)
-    families = {p.id: p.family for p in products}
+    catalog = [product_from_metadata(m) for _, m, _ in store.iter_metadata()]
+    all_families = {p.id: p.family for p in catalog}
+    stored: dict[str, np.ndarray] = {}
+    for start in range(0, len(catalog), 2000):
+        stored.update(store.vectors([p.id for p in catalog[start:start + 2000]], "image"))
+    products = non_test_products(catalog, settings.datasets)
     log(f"{len(products)} non-test products in the store; fitting the variant projection")
-    ids = [p.id for p in products]
-    vectors = {}
-    for start in range(0, len(ids), 2000):
-        vectors.update(store.vectors(ids[start:start + 2000], "image"))
-    kept = [i for i in ids if i in vectors]
-    projection = fit_projection(np.stack([vectors[i] for i in kept]), [families[i] for i in kept],
+    kept = [p.id for p in products if p.id in stored]
+    projection = fit_projection(np.stack([stored[i] for i in kept]), [all_families[i] for i in kept],
                                 fingerprint=encoder_fingerprint(encoder))
     projection.save()
     rng = np.random.default_rng(seed)
     pictured = [p for p in products if p.image_path and Path(p.image_path).is_file()]
     sample = [pictured[i] for i in sorted(rng.choice(len(pictured), min(n, len(pictured)), replace=False))]
     photos = [degrade(load_image(p.image_path), rng) for p in sample]
-    index = StoreIndex(store)
-    recogniser = Recogniser(index, encoder, Thresholds())
-    all_ids = [i for i, _, _ in store.iter_metadata()]
-    stored = {}
-    for start in range(0, len(all_ids), 2000):
-        stored.update(store.vectors(all_ids[start:start + 2000], "image"))
+    recogniser = Recogniser(StoreIndex(store), encoder, Thresholds())
     twins = same_photo_groups(list(stored), np.stack(list(stored.values())))
     queries = collect(recogniser, sample, photos, log=log, same_photo=twins)
-    all_families = {i: product_from_metadata(m).family for i, m, _ in store.iter_metadata()}
     thresholds, scores = choose(queries, all_families, target, max_tiers=max_tiers)
     thresholds.metrics = {"calibrated_on": f"{len(sample)} degraded non-test photos of {len(all_families)} products "
                                            f"({settings.store_path.name}): in the catalog, the item held out, its "
