@@ -231,7 +231,7 @@ def streamlit_send(page, text: str) -> None:
 def test_streamlit_app_in_chromium(browser, streamlit_server, hm_sample):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(streamlit_server.url)
-    page.wait_for_selector("[data-testid='stChatInput'] textarea", timeout=60_000)
+    page.wait_for_selector("[data-testid='stChatInput'] textarea", timeout=180_000)
     streamlit_send(page, "black dress")
     wait_streamlit_cards(page, 1)
     messages = page.locator("[data-testid='stChatMessage']")
