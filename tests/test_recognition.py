@@ -188,6 +188,46 @@ def test_screenshots_of_catalog_photos_are_recognised_and_unknown_garments_are_n
         assert not held_out.recognised, (product.id, held_out.match)
 
 
+def test_a_catalog_photo_is_recognised_from_its_pixels_with_the_same_answer_and_few_verifications(hm_settings,
+                                                                                                   monkeypatch):
+    from atelier.tools import recognition
+    from atelier.tools.candidates import StoreIndex
+    from atelier.tools.encoders import load_encoder
+    from atelier.tools.store import open_store
+
+    recogniser = recognition.Recogniser(StoreIndex(open_store(hm_settings)), load_encoder())
+    verified: list[int] = []
+    real_verify = recognition.verify
+    monkeypatch.setattr(recognition, "verify", lambda q, c: verified.append(1) or real_verify(q, c))
+    for product in _sample_products(hm_settings):
+        photo = Image.open(product.image_path).convert("RGB")
+        verified.clear()
+        everything = recogniser.candidates(photo)
+        full = len(verified)
+        verified.clear()
+        found = recogniser.recognise(photo)
+        assert found.recognised and found.product.id == product.id
+        assert found.match == everything[0] and found.match.identical
+        assert len(verified) == sum(m.identical for m in everything) < full == len(everything)
+
+
+def test_channel_min_and_a_precomputed_query_lab_change_nothing():
+    from atelier.tools.recognition import channel_min, photometric
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (37, 23, 3), dtype=np.uint8)
+    assert np.array_equal(channel_min(rgb), rgb.min(axis=2))
+    photo = Image.new("RGB", (64, 96), (255, 255, 255))
+    photo.paste((120, 40, 30), (10, 10, 50, 80))
+    from atelier.tools.recognition import keypoints
+
+    query, candidate = keypoints(photo), keypoints(photo.rotate(3, fillcolor=(255, 255, 255)))
+    shift = np.float32([[1, 0, 1.5], [0, 1, -2.0]])
+    assert photometric(query.rgb, candidate.rgb, shift) == photometric(query.rgb, candidate.rgb, shift, query.lab)
+    same = photometric(query.rgb, query.rgb, np.float32([[1, 0, 0], [0, 1, 0]]), query.lab)
+    assert same[0] == pytest.approx(1.0) and same[1] == 0.0
+
+
 def test_calibration_adds_a_tier_only_where_it_raises_recall_at_the_target_precision():
     from atelier.tools.training.recognition import Query, choose
 

@@ -21,8 +21,7 @@ A match is accepted only above thresholds calibrated on non-test catalog items
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from pydantic import BaseModel, Field
 from atelier.tools.candidates import CandidateIndex
 from atelier.tools.query_parser import SearchFilters
 from atelier.tools.schema import Product
+from atelier.tools.store import Hit
 
 THRESHOLDS_PATH = Path(__file__).resolve().parent / "recognition.json"
 SIDE = 320
@@ -106,11 +106,41 @@ class Recognition(BaseModel):
         return self.product is not None
 
 
-@dataclass(frozen=True)
 class Keypoints:
-    points: np.ndarray
-    descriptors: np.ndarray | None
-    rgb: np.ndarray
+    """A photo scaled to ``SIDE`` pixels on its long side and, computed on first use, its ORB keypoints (a
+    candidate that is the upload's very photo is recognised from its pixels alone)."""
+
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.rgb = rgb
+
+    @cached_property
+    def _orb(self) -> tuple[np.ndarray, np.ndarray | None]:
+        import cv2
+
+        found, descriptors = _orb().detectAndCompute(cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY), None)
+        points = np.float32([k.pt for k in found]) if found else np.zeros((0, 2), np.float32)
+        return points, descriptors
+
+    @property
+    def points(self) -> np.ndarray:
+        return self._orb[0]
+
+    @property
+    def descriptors(self) -> np.ndarray | None:
+        return self._orb[1]
+
+    @cached_property
+    def lab(self) -> np.ndarray:
+        """The pixels in 8-bit CIE Lab (an upload is compared with every shortlisted candidate: converted once)."""
+        import cv2
+
+        return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2LAB)
+
+
+def channel_min(rgb: np.ndarray) -> np.ndarray:
+    """The darkest channel of each pixel (what tells garment from white), ``rgb.min(axis=2)`` at a twentieth of
+    its cost: numpy reduces a 3-wide last axis slowly, and this ran for every shortlisted candidate."""
+    return np.minimum(np.minimum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
 
 
 def strip_border(image: Image.Image, tolerance: int = 30) -> Image.Image:
@@ -144,16 +174,14 @@ def _studio_grey(colour: np.ndarray) -> bool:
 
 
 def keypoints(image: Image.Image) -> Keypoints:
-    """ORB keypoints of the photo scaled to ``SIDE`` pixels on its long side, and its pixels at that scale."""
+    """The photo scaled to ``SIDE`` pixels on its long side, with its ORB keypoints (computed when first asked)."""
     import cv2
 
     rgb = np.asarray(image.convert("RGB"))
     h, w = rgb.shape[:2]
     scale = SIDE / max(h, w, 1)
-    rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    found, descriptors = _orb().detectAndCompute(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), None)
-    points = np.float32([k.pt for k in found]) if found else np.zeros((0, 2), np.float32)
-    return Keypoints(points, descriptors, rgb)
+    return Keypoints(cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                interpolation=cv2.INTER_AREA))
 
 
 @lru_cache(maxsize=1)
@@ -198,7 +226,7 @@ def verify(query: Keypoints, candidate: Keypoints) -> tuple[int, float, float]:
     transform, mask = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=5.0)
     if transform is None or mask is None:
         return 0, 0.0, 255.0
-    correlation, difference = photometric(query.rgb, candidate.rgb, transform)
+    correlation, difference = photometric(query.rgb, candidate.rgb, transform, query.lab)
     return int(mask.sum()), correlation, difference
 
 
@@ -220,7 +248,7 @@ def garment_difference(query: np.ndarray, candidate: np.ndarray) -> float:
 
     h, w = query.shape[:2]
     resized = cv2.resize(candidate, (w, h), interpolation=cv2.INTER_AREA)
-    garment = (query.min(axis=2) < WHITE) | (resized.min(axis=2) < WHITE)
+    garment = (channel_min(query) < WHITE) | (channel_min(resized) < WHITE)
     if garment.sum() < 0.02 * h * w:
         return float("inf")
     return float(np.abs(query.astype(np.float32) - resized.astype(np.float32))[garment].mean())
@@ -239,18 +267,21 @@ def _coarse_difference(query: np.ndarray, candidate: np.ndarray, side: int = COA
     return float(np.abs(small[0] - small[1]).mean())
 
 
-def photometric(query: np.ndarray, candidate: np.ndarray, transform: np.ndarray) -> tuple[float, float]:
-    """Agreement of the catalog photo warped onto the upload, on the catalog garment's (non-white) pixels."""
+def photometric(query: np.ndarray, candidate: np.ndarray, transform: np.ndarray,
+                query_lab: np.ndarray | None = None) -> tuple[float, float]:
+    """Agreement of the catalog photo warped onto the upload, on the catalog garment's (non-white) pixels
+    (``query_lab``: the query's 8-bit Lab pixels when already known)."""
     import cv2
 
     h, w = query.shape[:2]
     warped = cv2.warpAffine(candidate, transform, (w, h), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
                             borderValue=(255, 255, 255))
-    garment = warped.min(axis=2) < WHITE
+    garment = channel_min(warped) < WHITE
     if garment.sum() < 50:
         return 0.0, 255.0
-    q = cv2.cvtColor(query, cv2.COLOR_RGB2LAB).astype(np.float32)[garment]
-    c = cv2.cvtColor(warped, cv2.COLOR_RGB2LAB).astype(np.float32)[garment]
+    lab = cv2.cvtColor(query, cv2.COLOR_RGB2LAB) if query_lab is None else query_lab
+    q = lab[garment].astype(np.float32)
+    c = cv2.cvtColor(warped, cv2.COLOR_RGB2LAB)[garment].astype(np.float32)
     correlation = float(np.corrcoef(q[:, 0], c[:, 0])[0, 1]) if q[:, 0].std() > 1 and c[:, 0].std() > 1 else 0.0
     return correlation, float(np.abs(q - c).mean())
 
@@ -268,33 +299,41 @@ class Recogniser:
         return self.encoder.embed_images([strip_border(image)])[0]
 
     def candidates(self, image: Image.Image, vector: np.ndarray | None = None, exclude_family: str | None = None,
-                   exclude_ids: tuple[str, ...] = ()) -> list[Match]:
+                   exclude_ids: tuple[str, ...] = (), identical_only: bool = False) -> list[Match]:
         """Every shortlisted candidate with its verification evidence, best-verified first: pixel-identical, then
         the closest colours (a sibling variant shot in the same pose has as many inliers as the item itself; its
-        colours are what differ). ``exclude_*`` hold items out of the catalog, for calibration and benchmarks."""
+        colours are what differ). ``exclude_*`` hold items out of the catalog, for calibration and benchmarks.
+
+        ``identical_only``: when some candidates are the upload's very photo, only those, verified — they sort
+        first whatever the others' evidence, so a screenshot of a catalog photo costs a pixel check per candidate
+        instead of a geometric verification."""
         vector = self.embed(image) if vector is None else vector
         k = self.thresholds.shortlist
         hits = self.index.query(vector, "image", SearchFilters(exclude_ids=list(exclude_ids)),
                                 k * 2 if exclude_family else k)
         query = keypoints(image)
-        matches = []
+        shortlist: list[tuple[Hit, Keypoints | None, bool]] = []
         for hit in hits:
             product = self.index.product(hit)
             if exclude_family and product.family == exclude_family:
                 continue
             found = catalog_keypoints(product.image_path) if product.image_path else None
+            shortlist.append((hit, found, found is not None and identical(query.rgb, found.rgb)))
+            if len(shortlist) == k:
+                break
+        if identical_only and any(same for _, _, same in shortlist):
+            shortlist = [entry for entry in shortlist if entry[2]]
+        matches = []
+        for hit, found, same in shortlist:
             inliers, correlation, difference = verify(query, found) if found else (0, 0.0, 255.0)
-            same = found is not None and identical(query.rgb, found.rgb)
             matches.append(Match(id=hit.id, similarity=hit.similarity, inliers=inliers, correlation=correlation,
                                  colour_difference=difference, identical=same))
-            if len(matches) == k:
-                break
         return sorted(matches, key=lambda m: (not m.identical, m.colour_difference, -m.inliers))
 
     def recognise(self, image: Image.Image, vector: np.ndarray | None = None,
                   exclude_family: str | None = None) -> Recognition:
         """The catalog item this photo shows, or no product (with the closest candidate as evidence)."""
-        found = self.candidates(image, vector, exclude_family)
+        found = self.candidates(image, vector, exclude_family, identical_only=True)
         accepted = [m for m in found if self.thresholds.accepts(m)]
         if not accepted:
             return Recognition(match=found[0] if found else None)
