@@ -67,6 +67,27 @@ class Runtime:
                     built.predict_images([Image.new("RGB", (64, 96), (200, 30, 40))])
             except Exception as exc:  # noqa: BLE001 - an optional engine failing must not stop text turns
                 log.warning("could not build the %s at startup (%s); turns that need it will say so", engine, exc)
+        self._warm_one_thread_sessions()
+
+    def _warm_one_thread_sessions(self) -> None:
+        """Open the one-thread model sessions that turns running side by side use (``tools.encoders.threads``)
+        now, not in the first shopper's turn that meets another."""
+        import os
+
+        from PIL import Image
+
+        from atelier.tools.encoders.threads import set_budget
+
+        if (os.cpu_count() or 1) < 2:
+            return
+        set_budget(lambda: 1)
+        try:
+            self.search.encoder.embed_texts(["warm-up one thread"])
+            self.search.encoder.embed_images([Image.new("RGB", (64, 96), (200, 30, 40))])
+        except Exception as exc:  # noqa: BLE001 - the sessions then open on first use
+            log.warning("could not open the one-thread model sessions at startup (%s)", exc)
+        finally:
+            set_budget(None)
 
     @property
     def search(self) -> "ProductSearch":

@@ -3,7 +3,10 @@
 Three servers in one run, on the same store and the same sessions database: one worker with the old global
 turn lock (the baseline), one worker without it (turn pool + per-session locks), and two worker processes.
 Against each, N shoppers (1, 5, 10, 20) each hold a session and talk for a bounded time: a search, a
-refinement, "cheaper", a photo turn, a click (like) and "show me more", over and over. Measured per turn: the
+refinement, "cheaper", a photo turn, a click (like) and "show me more", over and over. Photo turns upload
+distinct photos in turn from a pool of the H&M test split's photos, half as they are (a screenshot of a product
+page) and half degraded like a phone photo of a screen (cropped, rescaled, rotated, framed, recompressed), so no
+turn is answered from another's caches. Measured per turn: the
 first SSE event (what the shopper waits for before anything moves) and the whole turn; per level: turns/s,
 errors, and, read back from the server, lost or duplicated turns. Then 20 clients without keep-alive send
 5 messages each to one session, so both workers write it at once: its turns must come back numbered 1..100.
@@ -26,6 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -105,7 +109,43 @@ async def click(client: httpx.AsyncClient, session: Session, product_id: str) ->
     return Turn(elapsed, elapsed, ok, kind="click")
 
 
-async def shopper(client: httpx.AsyncClient, deadline: float, photo: bytes, max_turns: int) -> Session:
+class Uploads:
+    """The photos shoppers upload, handed out in turn (built before the clock starts: the client stays light)."""
+
+    def __init__(self, count: int = 160, seed: int = 0) -> None:
+        import numpy as np
+        from PIL import Image
+
+        from atelier.tools.training.recognition import degrade
+
+        datasets = REPO.parent / "shared" / "datasets"
+        codes = {int(c) for c in (datasets / "splits" / "hm_test_product_codes.txt").read_text().split()}
+        paths = [p for p in sorted((datasets / "hm" / "images").glob("*/*.jpg")) if int(p.stem[:-3]) in codes]
+        rng = np.random.default_rng(seed)
+        chosen = [paths[i] for i in rng.choice(len(paths), size=min(count, len(paths)), replace=False)]
+        self.photos = []
+        for i, path in enumerate(chosen):
+            if i % 2:
+                self.photos.append(_jpeg(degrade(Image.open(path), rng)))
+            else:
+                self.photos.append(path.read_bytes())
+        self.handed = 0
+
+    def next(self) -> bytes:
+        photo = self.photos[self.handed % len(self.photos)]
+        self.handed += 1
+        return photo
+
+
+def _jpeg(image: Any) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+async def shopper(client: httpx.AsyncClient, deadline: float, photos: Uploads, max_turns: int) -> Session:
     session = await open_session(client)
     shown: list[str] = []
     step = 0
@@ -116,7 +156,7 @@ async def shopper(client: httpx.AsyncClient, deadline: float, photo: bytes, max_
             if shown:
                 session.turns.append(await click(client, session, shown[0]))
             continue
-        turn = await send(client, session, message or PHOTO_TEXT, photo if message is None else None)
+        turn = await send(client, session, message or PHOTO_TEXT, photos.next() if message is None else None)
         shown = turn.product_ids or shown
         session.turns.append(turn)
     return session
@@ -136,11 +176,11 @@ async def lost_and_duplicated(client: httpx.AsyncClient, sessions: list[Session]
     return lost, duplicated
 
 
-async def level(base: str, shoppers: int, seconds: float, photo: bytes, max_turns: int) -> dict:
+async def level(base: str, shoppers: int, seconds: float, photos: Uploads, max_turns: int) -> dict:
     async with httpx.AsyncClient(base_url=base, timeout=120) as client:
         started, client_cpu, machine = time.perf_counter(), time.process_time(), cpu_times()
         deadline = started + seconds
-        sessions = await asyncio.gather(*(shopper(client, deadline, photo, max_turns) for _ in range(shoppers)))
+        sessions = await asyncio.gather(*(shopper(client, deadline, photos, max_turns) for _ in range(shoppers)))
         elapsed = time.perf_counter() - started
         client_cpu = time.process_time() - client_cpu
         busy, total = (after - before for after, before in zip(cpu_times(), machine))
@@ -225,11 +265,11 @@ class Server:
             self.proc.wait()
 
 
-async def warm_up(base: str, photo: bytes, workers: int) -> None:
+async def warm_up(base: str, photos: Uploads, workers: int) -> None:
     """Every worker loads its models before the clock starts (several connections reach every process)."""
     limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=base, timeout=300, limits=limits) as client:
-        await asyncio.gather(*(shopper(client, time.perf_counter() + 240, photo, len(MESSAGES))
+        await asyncio.gather(*(shopper(client, time.perf_counter() + 240, photos, len(MESSAGES))
                                for _ in range(4 * workers)))
 
 
@@ -291,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     store = choose_store(args.store)
     home = Path(tempfile.mkdtemp(prefix="bench-load-"))
     db = args.db or str(home / "sessions.db")
-    photo = next((REPO.parent / "shared" / "datasets" / "hm" / "images").glob("*/*.jpg")).read_bytes()
+    photos = Uploads()
     env = dict(os.environ, ATELIER_STORE=str(store), ATELIER_DB=db, ATELIER_HOME=str(home), ATELIER_LLM="none",
                ATELIER_RATE_LIMIT_PER_MINUTE="0", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     print(f"store {store}; sessions DB {db.split('@')[-1]}; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -300,9 +340,9 @@ def main(argv: list[str] | None = None) -> None:
         server = Server(env, workers, global_lock)
         try:
             server.wait()
-            asyncio.run(warm_up(server.base, photo, workers))
+            asyncio.run(warm_up(server.base, photos, workers))
             for n in levels:
-                row = asyncio.run(level(server.base, n, args.seconds, photo, args.max_turns))
+                row = asyncio.run(level(server.base, n, args.seconds, photos, args.max_turns))
                 rows.append({"config": name, **row})
                 print(f"  {name}, {n} shoppers: {row['turns_per_s']:.1f} turns/s", flush=True)
             if workers > 1:

@@ -132,3 +132,51 @@ def test_a_turn_outliving_its_event_loop_still_frees_the_session(caplog):
         scheduler.shutdown()
     assert scheduler._sessions == {}
     assert not [r for r in caplog.records if "exception calling callback" in r.getMessage()]
+
+
+def test_model_threads_follow_the_number_of_running_turns(monkeypatch):
+    """A turn alone may use every core; two running at once one each; the global-lock baseline and any thread
+    outside a turn keep every core (``tools.encoders.threads``)."""
+    from atelier.tools.encoders.threads import threads_now
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    scheduler = TurnScheduler(workers=2)
+    assert scheduler.submit(lambda: threads_now(2)).result(5) == 2
+    both_running = threading.Barrier(2, timeout=5)
+
+    def during_a_concurrent_turn() -> int:
+        both_running.wait()
+        seen = threads_now(2)
+        both_running.wait()
+        return seen
+
+    futures = [scheduler.submit(during_a_concurrent_turn) for _ in range(2)]
+    assert [f.result(5) for f in futures] == [1, 1]
+    assert scheduler.submit(lambda: threads_now(2)).result(5) == 2 and scheduler.running == 0
+    assert threads_now(2) == 2
+    baseline = TurnScheduler(workers=2, global_lock=True)
+    assert baseline.submit(lambda: threads_now(2)).result(5) == 2
+    scheduler.shutdown()
+    baseline.shutdown()
+
+
+def test_a_session_per_thread_count_gives_the_same_vectors(tmp_path):
+    import numpy as np
+    import torch
+
+    from atelier.tools.encoders.threads import set_budget
+    from atelier.tools.encoders.vision import OnnxRunner
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=8), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    runner = OnnxRunner(model, tmp_path, "tiny", threads=2)
+    assert runner.backend == "onnxruntime"
+    x = np.random.default_rng(0).random((2, 3, 224, 224), dtype=np.float32)
+    full = runner(x)
+    set_budget(lambda: 1)
+    try:
+        single = runner(x)
+    finally:
+        set_budget(None)
+    assert set(runner.sessions._sessions) == {1, 2}
+    np.testing.assert_allclose(single, full, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(full, model(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5)

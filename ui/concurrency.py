@@ -4,7 +4,8 @@ Turns of different sessions run concurrently in a pool of threads sized to the c
 torch, ONNX Runtime and Chroma release the GIL in their kernels); turns of one session run one after the
 other, in arrival order, behind that session's lock; feedback and forgetting take only their session's lock.
 Each pool thread bounds torch's intra-op threads so that concurrent turns share the cores instead of
-oversubscribing them (N turns x N threads on N cores thrash). Across processes and hosts the session store's
+oversubscribing them (N turns x N threads on N cores thrash), and gives the ONNX models a budget that follows the
+number of turns running: a turn alone uses every core, two at once one each (``tools.encoders.threads``). Across processes and hosts the session store's
 version check keeps concurrent writes of one session from losing updates (``memory.store``).
 
 ``global_lock=True`` restores the old behaviour, one turn at a time per process, taken before anything is
@@ -21,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from atelier.tools.encoders.threads import set_budget
 from atelier.tools.settings import Settings
 
 T = TypeVar("T")
@@ -58,12 +60,23 @@ class TurnScheduler:
     def __init__(self, workers: int, threads: int = 1, global_lock: bool = False) -> None:
         self.workers = workers
         self.global_lock = global_lock
+        self.running = 0
+        self._count = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="turn",
-                                       initializer=bound_threads, initargs=(threads,))
+                                       initializer=self._start_thread, initargs=(threads,))
         self.quick = ThreadPoolExecutor(max_workers=max(4, workers), thread_name_prefix="quick",
                                         initializer=bound_threads, initargs=(threads,))
         self._serial = threading.Lock()
         self._sessions: dict[str, _SessionLock] = {}
+
+    def _start_thread(self, threads: int) -> None:
+        bound_threads(threads)
+        if not self.global_lock:
+            set_budget(self.model_threads)
+
+    def model_threads(self) -> int:
+        """Intra-op threads for a model call inside a turn now: the cores shared among the running turns."""
+        return max(1, (os.cpu_count() or 1) // max(1, self.running))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TurnScheduler":
@@ -93,7 +106,21 @@ class TurnScheduler:
 
     def submit(self, work: Callable[[], T], pool: ThreadPoolExecutor | None = None) -> Future[T]:
         """Run ``work`` on the turn pool, or ``pool`` (behind the process-wide lock in baseline mode)."""
-        return (pool or self.pool).submit(self._serialised(work) if self.global_lock else work)
+        if self.global_lock:
+            return (pool or self.pool).submit(self._serialised(work))
+        return (pool or self.pool).submit(self._counted(work) if pool is None else work)
+
+    def _counted(self, work: Callable[[], T]) -> Callable[[], T]:
+        def counted() -> T:
+            with self._count:
+                self.running += 1
+            try:
+                return work()
+            finally:
+                with self._count:
+                    self.running -= 1
+
+        return counted
 
     def start(self, session_id: str, work: Callable[[], T], pool: ThreadPoolExecutor | None = None) -> Future[T]:
         """Submit ``work`` for a session whose lock is held; the lock passes on when the work has ended (even

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from atelier.tools.encoders.threads import OrtSessions
+
 BATCH = 64
 DIM = 384
 
@@ -51,12 +53,13 @@ class MiniLM:
         self.path = model_dir()
         self.max_length = int(json.loads((self.path / "sentence_bert_config.json").read_text())["max_seq_length"])
         self.session = None
+        self.sessions: OrtSessions | None = None
         self._torch_model = None
         if enabled:
             try:
                 self._open_onnx(cache_dir, threads)
             except Exception:  # noqa: BLE001  (missing onnxruntime or a failed export: the torch path still works)
-                self.session = None
+                self.session = self.sessions = None
         if self.session is None:
             self._torch_model = load_sentence_transformer()
 
@@ -65,7 +68,7 @@ class MiniLM:
         return "onnxruntime" if self.session is not None else "torch"
 
     def _open_onnx(self, cache_dir: Path, threads: int | None) -> None:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401  (missing: the torch path)
         from tokenizers import Tokenizer
 
         weights = self.path / "model.safetensors"
@@ -76,10 +79,8 @@ class MiniLM:
         self.tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=self.max_length)
         self.tokenizer.enable_padding()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        self.sessions = OrtSessions(onnx_path, threads or min(4, os.cpu_count() or 1))
+        self.session = self.sessions.default
         self._inputs = {i.name for i in self.session.get_inputs()}
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -99,7 +100,7 @@ class MiniLM:
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        hidden = self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
+        hidden = self.sessions.now().run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)

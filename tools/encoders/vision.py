@@ -26,6 +26,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from atelier.tools.encoders.threads import OrtSessions
+
 IMAGE_SIZE = 224
 SPLIT_BLOCK = 12
 TRUNK_SHAPE = (192, 7, 7)
@@ -173,20 +175,19 @@ class OnnxRunner:
                  enabled: bool = True) -> None:
         self.module = module.eval()
         self.session = None
+        self.sessions: OrtSessions | None = None
         if not enabled:
             return
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401  (missing: the torch path)
 
             path = cache_dir / f"{tag}-{_state_hash(module)}.onnx"
             if not path.exists():
                 _export(self.module, path)
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
-            opts.inter_op_num_threads = 1
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self.sessions = OrtSessions(path, threads or min(4, os.cpu_count() or 1))
+            self.session = self.sessions.default
         except Exception:  # noqa: BLE001  (any exporter/runtime failure: the torch path still works)
-            self.session = None
+            self.session = self.sessions = None
 
     @property
     def backend(self) -> str:
@@ -194,8 +195,8 @@ class OnnxRunner:
 
     def __call__(self, x: np.ndarray):
         """One array, or a tuple of arrays for a module with several outputs."""
-        if self.session is not None:
-            out = self.session.run(None, {"x": x.astype(np.float32, copy=False)})
+        if self.sessions is not None:
+            out = self.sessions.now().run(None, {"x": x.astype(np.float32, copy=False)})
             return out[0] if len(out) == 1 else tuple(out)
         with torch.inference_mode():
             out = self.module(torch.from_numpy(x))
