@@ -133,7 +133,7 @@ class ToolContext:
         return vector
 
     def product(self, product_id: str) -> Product | None:
-        return self.engine.store.get_product(product_id)
+        return self.engine.product(product_id)
 
     def reference_product(self) -> Product | None:
         """The product that relative preferences compare with: the focus, else the newest product anchor."""

@@ -272,7 +272,7 @@ class Assistant:
         return self.sessions.commit(memory, record, rebase=replay)
 
     def _title(self, product_id: str) -> str | None:
-        product = self.engine.store.get_product(product_id)
+        product = self.engine.product(product_id)
         return product.title if product else None
 
     def _parse_context(self, memory: SessionMemory, picture: Image.Image | None) -> ParseContext:

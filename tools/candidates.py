@@ -53,7 +53,7 @@ class StoreIndex:
         return self.store.vectors(list(ids), kind)
 
     def get_product(self, product_id: str) -> Product | None:
-        return self.store.get_product(product_id)
+        return self.engine.product(product_id) if self.engine is not None else self.store.get_product(product_id)
 
     def product(self, hit: Hit) -> Product:
         if "product" in hit.metadata or self.engine is None:

@@ -107,7 +107,9 @@ class CatalogIndex:
         if facet not in self.codes:
             return np.zeros(len(self.ids), dtype=bool)
         wanted = [self.lookup[facet][v] for v in values if v in self.lookup[facet]]
-        return np.isin(self.codes[facet], wanted)
+        if not wanted:
+            return np.zeros(len(self.ids), dtype=bool)
+        return np.isin(self.codes[facet], np.asarray(wanted, dtype=self.codes[facet].dtype), kind="table")
 
     def exact(self, vector: np.ndarray, kind: str, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` rows among ``rows`` nearest to ``vector`` by cosine (exact), best first, with similarities.

@@ -160,7 +160,7 @@ class Services:
     def catalog(self) -> Catalog:
         with self._build_lock:
             if self._catalog is None:
-                self._catalog = self.runtime.search.store.get_product
+                self._catalog = self.runtime.search.product
             return self._catalog
 
     def warm(self) -> None:
