@@ -171,3 +171,29 @@ def test_ingest_predicts_missing_attributes_without_overwriting(hm_settings, tmp
         for name, prediction in product.attributes.get("predicted", {}).items():
             assert 0.0 <= prediction["confidence"] <= 1.0
             assert getattr(source, name, "unknown") in ("unknown", "other")
+
+
+def test_parallel_embedding_lanes_store_the_same_vectors_as_one_lane(hm_settings, tmp_path, monkeypatch):
+    """Batches embedded side by side (one-thread lanes) are written in order, each product with its own vectors:
+    the same store as one lane, id for id."""
+    import numpy as np
+
+    from atelier.tools import ingest as ingestion
+    from atelier.tools.settings import override_settings
+    from atelier.tools.store import open_store
+
+    stores = {}
+    for lanes in (1, 2):
+        monkeypatch.setattr(ingestion, "embedding_lanes", lambda lanes=lanes: lanes)
+        settings = override_settings(**{**hm_settings.model_dump(), "store": tmp_path / f"store-{lanes}"})
+        report = ingestion.ingest(HM, "hm", limit=56, settings=settings, progress=False, batch_size=8)
+        assert report.added == 56 and report.seen == 56
+        store = open_store(settings)
+        ids = sorted(p.id for p in store.get([row["article_id"] for row in HM_ROWS[:56]]))
+        stores[lanes] = {kind: store.vectors(ids, kind) for kind in ("text", "image")}, ids
+    (one, ids), (two, ids_two) = stores[1], stores[2]
+    assert ids == ids_two and len(ids) == 56
+    for kind in ("text", "image"):
+        for pid in ids:
+            np.testing.assert_allclose(two[kind][pid], one[kind][pid], atol=1e-5)
+    assert not np.allclose(one["image"][ids[0]], one["image"][ids[1]])

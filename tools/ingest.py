@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from atelier.tools.catalogs import CatalogOptions, Reject, read_catalog
 from atelier.tools.encoders import Encoder, encoder_fingerprint, load_encoder
+from atelier.tools.encoders.threads import set_budget
 from atelier.tools.images import ImageError, load_image
 from atelier.tools.schema import Product
 from atelier.tools.settings import Settings, get_settings
@@ -125,19 +127,34 @@ def ingest(path: str | Path, fmt: str, *, limit: int | None = None, batch_size: 
             rejects.write(json.dumps({"row": item.row, "id": item.id, "reason": item.reason}) + "\n")
 
         batches = _batches(iter(rows), batch_size)
-        with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
-            ahead = deque(reader.submit(_prepare, b, store, fingerprint) for b in islice(batches, 2))
+        lanes = embedding_lanes()
+        with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer, \
+                ThreadPoolExecutor(lanes, initializer=set_budget, initargs=(_one_thread,)) as embedders:
+            ahead = deque(reader.submit(_prepare, b, store, fingerprint) for b in islice(batches, lanes + 1))
+            embedding: deque[tuple[_Batch, Future | None]] = deque()
             writing: Future | None = None
-            while ahead:
-                batch = ahead.popleft().result()
-                if (following := next(batches, None)) is not None:
-                    ahead.append(reader.submit(_prepare, following, store, fingerprint))
+            warm = True
+            while ahead or embedding:
+                if ahead and len(embedding) < lanes:
+                    batch = ahead.popleft().result()
+                    if (following := next(batches, None)) is not None:
+                        ahead.append(reader.submit(_prepare, following, store, fingerprint))
+                    job = None
+                    if batch.products and warm:  # the first batch loads every model, once, on this thread
+                        job = Future()
+                        job.set_result(_embed(encoder, batch.products, batch.images, predict_missing))
+                        warm = False
+                    elif batch.products:
+                        job = embedders.submit(_embed, encoder, batch.products, batch.images, predict_missing)
+                    embedding.append((batch, job))
+                    continue
+                batch, job = embedding.popleft()
                 report.seen += batch.size
                 report.skipped_unchanged += batch.unchanged
                 for item in batch.rejected:
                     reject(item)
-                if batch.products:
-                    ready, text_vectors, image_vectors = _embed(encoder, batch.products, batch.images, predict_missing)
+                if job is not None:
+                    ready, text_vectors, image_vectors = job.result()
                     if writing is not None:
                         writing.result()
                     writing = writer.submit(store.upsert, ready, [batch.hashes[p.id] for p in ready], text_vectors,
@@ -155,6 +172,16 @@ def ingest(path: str | Path, fmt: str, *, limit: int | None = None, batch_size: 
     report.items_per_second = round(report.seen / report.seconds, 1) if report.seconds else 0.0
     report.store_count = store.count()
     return report
+
+
+def embedding_lanes() -> int:
+    """Batches embedded at once, each on one core with one-thread model sessions: on 2 cores two one-thread
+    lanes did more than one lane whose models use both cores (thread hand-offs inside every matrix product)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _one_thread() -> int:
+    return 1
 
 
 def _embed(encoder: Encoder, products: list[Product], images: list, predict_missing: bool
