@@ -76,11 +76,11 @@ class Runtime:
 
         from PIL import Image
 
-        from atelier.tools.encoders.threads import set_budget
+        from atelier.tools.encoders.threads import one_thread, set_budget
 
         if (os.cpu_count() or 1) < 2:
             return
-        set_budget(lambda: 1)
+        set_budget(one_thread)
         try:
             self.search.encoder.embed_texts(["warm-up one thread"])
             self.search.encoder.embed_images([Image.new("RGB", (64, 96), (200, 30, 40))])

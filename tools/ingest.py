@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from atelier.tools.catalogs import CatalogOptions, Reject, read_catalog
 from atelier.tools.encoders import Encoder, encoder_fingerprint, load_encoder
-from atelier.tools.encoders.threads import set_budget
+from atelier.tools.encoders.threads import one_thread, set_budget
 from atelier.tools.images import ImageError, load_image
 from atelier.tools.schema import Product
 from atelier.tools.settings import Settings, get_settings
@@ -129,7 +129,7 @@ def ingest(path: str | Path, fmt: str, *, limit: int | None = None, batch_size: 
         batches = _batches(iter(rows), batch_size)
         lanes = embedding_lanes()
         with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer, \
-                ThreadPoolExecutor(lanes, initializer=set_budget, initargs=(_one_thread,)) as embedders:
+                ThreadPoolExecutor(lanes, initializer=set_budget, initargs=(one_thread,)) as embedders:
             ahead = deque(reader.submit(_prepare, b, store, fingerprint) for b in islice(batches, lanes + 1))
             embedding: deque[tuple[_Batch, Future | None]] = deque()
             writing: Future | None = None
@@ -178,10 +178,6 @@ def embedding_lanes() -> int:
     """Batches embedded at once, each on one core with one-thread model sessions: on 2 cores two one-thread
     lanes did more than one lane whose models use both cores (thread hand-offs inside every matrix product)."""
     return max(1, min(4, os.cpu_count() or 1))
-
-
-def _one_thread() -> int:
-    return 1
 
 
 def _embed(encoder: Encoder, products: list[Product], images: list, predict_missing: bool

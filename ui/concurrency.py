@@ -5,8 +5,9 @@ torch, ONNX Runtime and Chroma release the GIL in their kernels); turns of one s
 other, in arrival order, behind that session's lock; feedback and forgetting take only their session's lock.
 Each pool thread bounds torch's intra-op threads so that concurrent turns share the cores instead of
 oversubscribing them (N turns x N threads on N cores thrash), and gives the ONNX models a budget that follows the
-number of turns running: a turn alone uses every core, two at once one each (``tools.encoders.threads``). Across processes and hosts the session store's
-version check keeps concurrent writes of one session from losing updates (``memory.store``).
+number of turns running: a turn alone uses every core, two at once one each (``tools.encoders.threads``).
+Across processes and hosts the session store's version check keeps concurrent writes of one session from losing
+updates (``memory.store``).
 
 ``global_lock=True`` restores the old behaviour, one turn at a time per process, taken before anything is
 sent: the baseline of ``benchmarks/bench_load.py``.

@@ -1,8 +1,8 @@
 """How many intra-op threads a model call may use, decided at each call.
 
 One turn alone should use every core (the image tower and MiniLM run about twice as fast on two threads than on
-one); several turns at once should each run on one: ONNX Runtime's intra-op threads spin while they wait for
-work, so two turns that each ask for every core spend part of the machine waiting on each other. The turn
+one); several turns at once should each run on one, since two turns that each ask for every core spend part of
+the machine handing work between threads (sessions never spin-wait: ``_open``). The turn
 scheduler (``ui.concurrency``) gives each of its threads a budget that depends on how many turns are running;
 models ask ``threads_now()`` at every call and run the session opened with that many threads. Outside a turn
 (ingestion, the CLI, the global-lock baseline) there is no budget and models use every core.
@@ -21,6 +21,11 @@ _local = threading.local()
 def set_budget(budget: Callable[[], int] | None) -> None:
     """Give this thread a budget (called with no argument at each model call), or remove it."""
     _local.budget = budget
+
+
+def one_thread() -> int:
+    """The budget of a thread that runs beside others doing the same (ingestion lanes, warming those sessions)."""
+    return 1
 
 
 def threads_now(default: int) -> int:
