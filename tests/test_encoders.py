@@ -207,3 +207,32 @@ def test_open_clip_hub_offline_fails_fast_and_helpfully(name, monkeypatch):
 def test_open_clip_missing_checkpoint(tmp_path: Path):
     with pytest.raises(EncoderError, match="checkpoint not found"):
         load_encoder(f"open_clip:ViT-B-32:{tmp_path / 'none.pt'}")
+
+
+def test_minilm_pads_each_run_only_to_its_longest_text_and_keeps_the_vectors(compact):
+    """Mixed lengths (as a batch of H&M descriptions): the same vectors as one text at a time, in the caller's
+    order, while the padded tokens stay close to the real ones (a batch padded to its longest cost twice)."""
+    from atelier.tools.encoders.minilm import shared_minilm
+
+    minilm = shared_minilm()
+    rng = np.random.default_rng(0)
+    words = "soft cotton jersey dress with a round neck short sleeves and a flared skirt in a floral print".split()
+    texts = [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(2, 90, size=40)]
+    widths: list[tuple[int, int]] = []
+    run = minilm._run
+
+    def recording(token_ids):
+        widths.append((len(token_ids), max(len(t) for t in token_ids)))
+        return run(token_ids)
+
+    minilm._run = recording
+    try:
+        together = minilm.encode(texts)
+    finally:
+        del minilm._run
+    alone = np.stack([minilm.encode([t])[0] for t in texts])
+    assert np.abs(together - alone).max() < 1e-5
+    real = sum(len(e.ids) for e in minilm.tokenizer.encode_batch(texts))
+    padded = sum(n * width for n, width in widths)
+    assert padded < 1.25 * real
+    assert max(len(e.ids) for e in minilm.tokenizer.encode_batch(texts)) * len(texts) > 1.5 * real
