@@ -62,3 +62,39 @@ def test_ingestion_sets_the_hnsw_search_breadth_and_serving_leaves_it(tmp_path):
     assert ef(retuned) == (250, 250)
     served = ProductStore.open("compact", DIM, Settings(store=tmp_path / "s", hnsw_ef_search=90))
     assert ef(served) == (250, 250)
+
+
+def test_new_collections_get_the_measured_graph_degree_and_old_ones_keep_theirs(tmp_path):
+    def m(store):
+        return store.text.configuration_json["hnsw"]["max_neighbors"], \
+            store.image.configuration_json["hnsw"]["max_neighbors"]
+
+    assert Settings().hnsw_m == 32
+    assert m(ProductStore.open("compact", DIM, Settings(store=tmp_path / "new"), create=True)) == (32, 32)
+    old = ProductStore.open("compact", DIM, Settings(store=tmp_path / "old", hnsw_m=16), create=True)
+    products = [Product(id=f"p{i}", title=f"dress {i}", category="dress", group="full-body", colour="red",
+                        gender="women", price=10.0) for i in range(5)]
+    vectors = np.eye(5, DIM, dtype=np.float32)
+    old.upsert(products, ["h"] * 5, vectors, vectors)
+    reopened = ProductStore.open("compact", DIM, Settings(store=tmp_path / "old"), create=True)
+    assert m(reopened) == (16, 16)
+    assert reopened.nearest(vectors[3], "text", 1)[0] == ["p3"]
+
+
+def test_a_store_built_embedded_is_served_as_is_by_chroma_run(tmp_path):
+    """``bench_scale --server`` measures the 1M store through ``chroma run`` over the folder ``scale_store`` wrote
+    embedded: the server must answer with the same products and vectors, and stop when asked."""
+    from benchmarks.bench_scale import process_rss_mb, serve
+
+    products, vectors = source_store(tmp_path / "real", 25)
+    server, url = serve(tmp_path / "real")
+    try:
+        remote = ProductStore.open("compact", DIM, Settings(chroma_url=url))
+        assert remote.count() == 25
+        assert np.allclose(remote.vectors(["real3"], "image")["real3"], vectors[3], atol=1e-6)
+        assert remote.nearest(vectors[11], "text", 1)[0] == ["real11"]
+        assert process_rss_mb(server.pid) > 10
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert server.returncode is not None

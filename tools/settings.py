@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".atelier"), description="Folder for the store, sessions DB and caches.")
     store: Path | None = Field(None, description="Chroma persistent folder (default HOME/store).")
     chroma_url: str | None = Field(None, description="http://host:port of a Chroma server; overrides store.")
+    server_url: str | None = Field(None, description="http://host:port of a running `atelier serve`: `atelier ask` "
+                                                     "sends its turns there when it answers (else runs them "
+                                                     "in-process).")
     collection_prefix: str = Field("atelier", description="Prefix of the Chroma collection names.")
     cache: Path | None = Field(None, description="Model and feature cache (default HOME/cache).")
     db: str | None = Field(None, description="Sessions database (memories, turn logs, tokens, rate limits): a SQLite "
@@ -63,6 +66,10 @@ class Settings(BaseSettings):
     hnsw_ef_search: int = Field(200, description="HNSW search breadth of the store's collections, set when "
                                                  "ingestion opens them (Chroma's 100 returned 94.5% of the exact "
                                                  "top 10 at 1M products; 200: 99.7%).")
+    hnsw_m: int = Field(32, description="HNSW graph degree (Chroma's max_neighbors) of collections ingestion "
+                                        "creates; existing stores keep theirs. At 1M vectors 32 returned 99.95% of "
+                                        "the exact top 10 at ef_search 200, Chroma's 16: 98.3% "
+                                        "(`python -m benchmarks hnsw`).")
     turn_workers: int = Field(0, description="Turns run at once per process (0: one per CPU core).")
     global_turn_lock: bool = Field(False, description="Serve one turn at a time per process (the pre-pool "
                                                       "behaviour, kept as the load-test baseline).")

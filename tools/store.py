@@ -89,11 +89,12 @@ class ProductStore:
     """Products with their text and image embeddings, in Chroma."""
 
     def __init__(self, client: Any, prefix: str, encoder_name: str, dim: int, create: bool = True,
-                 ef_search: int | None = None) -> None:
+                 ef_search: int | None = None, hnsw_m: int | None = None) -> None:
         self.client = client
         self.encoder_name = encoder_name
         self.dim = dim
         self.ef_search = ef_search
+        self.hnsw_m = hnsw_m
         self.text = self._collection(f"{prefix}_text", create)
         self.image = self._collection(f"{prefix}_image", create)
         self._check_encoder(self.text)
@@ -108,7 +109,7 @@ class ProductStore:
         store must say so at startup, not answer every shopper with "nothing matches" from an empty one."""
         settings = settings or get_settings()
         return cls(make_client(settings, create), settings.collection_prefix, encoder_name, dim, create,
-                   settings.hnsw_ef_search)
+                   settings.hnsw_ef_search, settings.hnsw_m)
 
     @staticmethod
     def _tune(collection: Any, ef_search: int) -> None:
@@ -119,6 +120,8 @@ class ProductStore:
             collection.modify(configuration={"hnsw": {"ef_search": ef_search}})
 
     def _collection(self, name: str, create: bool) -> Any:
+        """The collection ``name``; ingestion creates it with the configured HNSW graph degree ``M`` (a build
+        setting: Chroma keeps an existing collection's, so a store built before keeps its graph until rebuilt)."""
         if not create:
             try:
                 return self.client.get_collection(name=name, embedding_function=None)
@@ -126,12 +129,11 @@ class ProductStore:
                 raise StoreError(f"the product store has no collection {name!r} ({exc.__class__.__name__}); "
                                  f"check ATELIER_STORE / ATELIER_CHROMA_URL / ATELIER_COLLECTION_PREFIX "
                                  f"or build the catalog with `atelier ingest`") from exc
-        return self.client.get_or_create_collection(
-            name=name,
-            embedding_function=None,
-            metadata={"encoder": self.encoder_name, "dim": self.dim},
-            configuration={"hnsw": {"space": "cosine", **({"ef_search": self.ef_search} if self.ef_search else {})}},
-        )
+        hnsw = {"space": "cosine", **({"ef_search": self.ef_search} if self.ef_search else {}),
+                **({"max_neighbors": self.hnsw_m} if self.hnsw_m else {})}
+        return self.client.get_or_create_collection(name=name, embedding_function=None,
+                                                    metadata={"encoder": self.encoder_name, "dim": self.dim},
+                                                    configuration={"hnsw": hnsw})
 
     def _check_encoder(self, collection: Any) -> None:
         meta = collection.metadata or {}
