@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from atelier.tools.errors import AtelierError
 from atelier.tools.settings import apply_offline_defaults, get_settings, override_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -359,17 +360,25 @@ def ask(
     session: Optional[str] = typer.Option(None, "--session", "-s", help="Session id (created on first use)."),
     image: Optional[Path] = typer.Option(None, help="A photo to send with the message."),
     store: StoreOption = None,
+    server: Optional[str] = typer.Option(None, help="A running `atelier serve` (http://host:port) to send the turn "
+                                                    "to when it answers (default ATELIER_SERVER_URL)."),
     as_json: JsonFlag = False,
 ) -> None:
     """One message in a conversation; consecutive asks with the same --session continue it."""
-    from atelier.assistant.turn import Assistant
     from atelier.ui.chat_cli import ask_payload, render_stream
 
     apply_store(store)
     if image is not None and not image.is_file():
         fail(f"image not found: {image}")
-    assistant = Assistant()
-    sid = session or assistant.new_session()
+    assistant = remote_assistant(server or get_settings().server_url, session)
+    if assistant is None:
+        from atelier.assistant.turn import Assistant
+
+        assistant = Assistant()
+    try:
+        sid = session or assistant.new_session()
+    except AtelierError as exc:
+        fail(exc.public_message)
     if as_json:
         payload = ask_payload(list(assistant.turn(sid, message, image=image)), sid)
         print_json(payload)
@@ -380,6 +389,22 @@ def ask(
     events = render_stream(assistant.turn(sid, message, image=image), sys.stdout)
     if any(e.type == "error" for e in events):
         raise typer.Exit(1)
+
+
+def remote_assistant(url: Optional[str], session: Optional[str]):
+    """The server's agent when ``url`` answers; ``None`` (answer in-process, with a note) when it does not,
+    unless ``session`` lives on that server — then the conversation cannot go on here, and that is an error."""
+    if not url:
+        return None
+    from atelier.ui.remote import RemoteAssistant
+
+    remote = RemoteAssistant(url, get_settings().home / "remote-sessions.json")
+    if remote.ready():
+        return remote
+    if session and remote.knows(session):
+        fail(f"session {session} lives on the server at {url}, which is not answering")
+    typer.secho(f"no Atelier server answering at {url}; answering in-process", err=True, fg=typer.colors.YELLOW)
+    return None
 
 
 @app.command()
