@@ -1,8 +1,10 @@
 """Search at catalog sizes from 12k to 1M: latency with and without filters, recall@10 of the served path against
 exact numpy search, memory, disk and build time, with a plot of latency against catalog size.
 
-``python -m benchmarks scale [--store LABEL=PATH ...]`` (``--from-raw`` redraws the table and plot from the last
-raw figures). Without ``--store`` it measures every store it finds:
+``python -m benchmarks scale [--store LABEL=PATH ...] [--server]`` (``--from-raw`` redraws the table and plot from
+the last raw figures). ``--server`` serves each store's folder with ``chroma run`` on loopback and searches it
+through ``ATELIER_CHROMA_URL`` (the client-server deployment: HNSW queries over HTTP, the catalog index built
+from the server on first open and cached under the cache folder), adding the server's RSS. Without ``--store`` it measures every store it finds:
 the real H&M benchmark store, the real H&M + FPI store (``.atelier/bench/store-56k``) and the synthetic stores
 of ``benchmarks.scale_store`` under ``.atelier/bench/scale/``. Each store is measured in a fresh process (so RSS
 is that store's). In the same process, the baseline is what ``search_products`` did before the query planner:
@@ -11,6 +13,7 @@ one Chroma query per dense channel with the ``where`` filter pushed down and eve
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -18,6 +21,7 @@ import resource
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -100,16 +104,21 @@ def measure_store(path: Path) -> dict:
 
 
 def served_recall(engine, index, vector: np.ndarray, filters) -> float:
-    """recall@10 of the served text channel (planner: HNSW or exact) against exact numpy search over float32."""
+    """recall@10 of the served text channel (planner: HNSW or exact) against exact numpy search over float32,
+    tie-aware: a served product counts when it is as similar as the exact 10th (both catalogs hold products with
+    identical texts, hence identical vectors, and which of a tie is "the" 10th is arbitrary)."""
     from atelier.tools.query_parser import SearchFilters
 
     filters = filters or SearchFilters()
     mask = index.mask(filters)
-    served = [h.id for h in engine.nearest(index, vector, "text", filters, mask, 100)[:10]]
+    served = [index.row(h.id) for h in engine.nearest(index, vector, "text", filters, mask, 100)[:10]]
     rows = np.flatnonzero(mask) if mask is not None else np.arange(len(index))
+    if not len(rows):
+        return 1.0
     sims = np.asarray(index.vectors["text"][rows], dtype=np.float32) @ vector
-    exact = {index.ids[r] for r in rows[np.argsort(-sims)[:10]]}
-    return len(exact & set(served)) / max(1, min(10, len(exact)))
+    tenth = np.sort(sims)[-min(10, len(sims))]
+    got = np.asarray(index.vectors["text"][[r for r in served if r is not None]], dtype=np.float32) @ vector
+    return float(np.sum(got >= tenth - 1e-6)) / min(10, len(rows))
 
 
 def default_stores() -> dict[str, Path]:
@@ -126,11 +135,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", action="append", default=[], metavar="LABEL=PATH", help="a store to measure "
                         "(repeatable; default: every benchmark store found)")
+    parser.add_argument("--server", action="store_true", help="serve each store with `chroma run` and search it "
+                        "over HTTP")
     parser.add_argument("--from-raw", action="store_true", help="redraw the table and plot from the last raw figures")
     parser.add_argument("--one", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(list(argv or []))
+    mode = "server" if args.server else "embedded"
     if args.from_raw:
-        report(list(json.loads((RESULTS / "scale.raw.json").read_text()).items()))
+        report(list(json.loads(raw_path(mode).read_text()).items()), mode)
         return
     if args.one:
         print("RESULT " + json.dumps(measure_store(args.one)))
@@ -138,32 +150,78 @@ def main(argv: list[str] | None = None) -> None:
     stores = {a.split("=", 1)[0]: Path(a.split("=", 1)[1]) for a in args.store} or default_stores()
     measured = []
     for label, path in stores.items():
-        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--one", str(path)], text=True,
-                             capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
-        line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-        if not line:
-            print(f"{label}: failed\n{out.stderr[-2000:]}")
-            continue
-        measured.append((label, json.loads(line[0][7:])))
-    report(measured)
+        env = {**os.environ, "OMP_NUM_THREADS": "2"}
+        server = serve(path) if args.server else None
+        try:
+            if server is not None:
+                env["ATELIER_CHROMA_URL"] = server[1]
+            out = subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--one", str(path)], text=True,
+                                 capture_output=True, env=env, check=False)
+            line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+            if not line:
+                print(f"{label}: failed\n{out.stderr[-2000:]}")
+                continue
+            result = json.loads(line[0][7:])
+            if server is not None:
+                result["server_rss_mb"] = round(process_rss_mb(server[0].pid))
+            measured.append((label, result))
+            print(label, result, flush=True)
+        finally:
+            if server is not None:
+                server[0].terminate()
+                server[0].wait(timeout=60)
+    report(measured, mode)
 
 
-def report(measured: list[tuple[str, dict]]) -> None:
-    """The table, the raw figures (``results/scale.raw.json``) and the plot."""
+def serve(path: Path) -> tuple[subprocess.Popen, str]:
+    """``chroma run`` over the store's folder on a loopback port fixed per folder (the catalog index cache is
+    keyed by the server's URL, so the next run finds it)."""
+    port = 20000 + int(hashlib.sha1(str(path.resolve()).encode()).hexdigest(), 16) % 10000
+    url = f"http://127.0.0.1:{port}"
+    chroma = Path(sys.executable).parent / "chroma"
+    process = subprocess.Popen([str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2).read()
+            return process, url
+        except OSError:
+            if time.time() > deadline or process.poll() is not None:
+                process.terminate()
+                raise RuntimeError(f"chroma run over {path} did not start")
+            time.sleep(0.5)
+
+
+def process_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def raw_path(mode: str) -> Path:
+    return RESULTS / ("scale.raw.json" if mode == "embedded" else "scale-server.raw.json")
+
+
+def report(measured: list[tuple[str, dict]], mode: str = "embedded") -> None:
+    """The table, the raw figures (``results/scale.raw.json``, ``scale-server.raw.json``) and the plot."""
     measured = sorted(measured, key=lambda m: m[1]["products"])
     rows = [[label, m["products"], m["filtered p50"], m["filtered p95"], m["unfiltered p50"], m["unfiltered p95"],
              m["baseline filtered p50"], round(m["baseline filtered p50"] / max(m["filtered p50"], 1e-9), 1),
              m["recall filtered"], m["recall unfiltered"], m["rss_mb"], m["disk_mb"], m["open_s"],
-             m["build_s"] if m["build_s"] is not None else "-", m.get("load", "-")] for label, m in measured]
-    print_table("search_products latency (ms) by catalog size, recall@10 of the served text channel vs exact",
+             m["build_s"] if m["build_s"] is not None else "-", m.get("load", "-")]
+            + ([m.get("server_rss_mb", "-")] if mode == "server" else []) for label, m in measured]
+    title = "search_products latency (ms) by catalog size, recall@10 of the served text channel vs exact"
+    print_table(title + (", the store served by `chroma run` over HTTP" if mode == "server" else ""),
                 ["store", "products", "filtered p50", "filtered p95", "unfiltered p50", "unfiltered p95",
                  "old filtered p50", "speed-up", "recall filt.", "recall unfilt.", "RSS MB", "disk MB",
-                 "index open s", "build s", "load"], rows)
-    (RESULTS / "scale.raw.json").write_text(json.dumps(dict(measured), indent=1))
-    plot(measured)
+                 "index open s", "build s", "load"] + (["server RSS MB"] if mode == "server" else []), rows)
+    raw_path(mode).write_text(json.dumps(dict(measured), indent=1))
+    plot(measured, mode)
 
 
-def plot(measured: list[tuple[str, dict]]) -> None:
+def plot(measured: list[tuple[str, dict]], mode: str = "embedded") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,11 +237,12 @@ def plot(measured: list[tuple[str, dict]]) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("products in the store")
     ax.set_ylabel("ms per search_products")
-    ax.set_title(f"search latency vs catalog size (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    ax.set_title(f"search latency vs catalog size, {mode} Chroma\n(load {os.getloadavg()[0]:.1f} on "
+                 f"{os.cpu_count()} cores)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    record_plot("scale", fig)
+    record_plot("scale" if mode == "embedded" else "scale-server", fig)
 
 
 if __name__ == "__main__":
