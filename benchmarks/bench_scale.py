@@ -61,7 +61,14 @@ def scale_queries(index, n: int = QUERIES, seed: int = 3) -> list[str]:
 
 
 def measure_store(path: Path) -> dict:
-    """One store, in this process: open/build the index, time searches, recall against exact search."""
+    """One store, in this process: open/build the index, time searches, recall against exact search.
+
+    Three passes over the queries: the served path once (its filtered p95 reported as the first pass: on a cold
+    page cache the first searches of a 1M store read gigabytes of memory-mapped vectors and HNSW graph from
+    disk), the served path timed, then the old engine's queries and the recall checks. Interleaving them, as this
+    benchmark first did, timed each search after a 2-5 s old-engine query and an exact scan of every vector had
+    pushed the served path's pages out of memory: the 1M filtered p95 then moved between 113 and 300 ms from run
+    to run, while the same queries alone never took more than 52 ms."""
     from atelier.tools.query_parser import parse_query
     from atelier.tools.search import ProductSearch
     from atelier.tools.settings import override_settings
@@ -75,6 +82,12 @@ def measure_store(path: Path) -> dict:
     engine.warm()
     for q in queries:
         engine.embed_query(q)
+    first_pass = []
+    for q in queries:
+        t = time.perf_counter()
+        engine.search(q, k=10, parse=True)
+        first_pass.append((time.perf_counter() - t) * 1000)
+        engine.search(q, k=10, parse=False)
     timings: dict[str, list[float]] = {"filtered": [], "unfiltered": [], "baseline filtered": []}
     recalls: dict[str, list[float]] = {"filtered": [], "unfiltered": []}
     for q in queries:
@@ -82,6 +95,7 @@ def measure_store(path: Path) -> dict:
             t = time.perf_counter()
             engine.search(q, k=10, parse=parse)
             timings[label].append((time.perf_counter() - t) * 1000)
+    for q in queries:
         filters = parse_query(q).filters
         where = filters.to_where()
         vector = engine.embed_query(q)
@@ -98,6 +112,7 @@ def measure_store(path: Path) -> dict:
     return {"products": len(index), "open_s": round(open_s, 2), "rss_mb": round(rss_mb()),
             "disk_mb": round(disk_mb(store_dir)), "build_s": build.get("seconds"),
             "synthetic": bool(build), "queries": len(queries), "load": round(os.getloadavg()[0], 1),
+            "first pass filtered p95": round(percentile(first_pass, 95), 1),
             **{f"{k} p50": round(percentile(v, 50), 1) for k, v in timings.items()},
             **{f"{k} p95": round(percentile(v, 95), 1) for k, v in timings.items()},
             **{f"recall {k}": round(float(np.mean(v)), 3) for k, v in recalls.items()}}
@@ -210,13 +225,15 @@ def report(measured: list[tuple[str, dict]], mode: str = "embedded") -> None:
     rows = [[label, m["products"], m["filtered p50"], m["filtered p95"], m["unfiltered p50"], m["unfiltered p95"],
              m["baseline filtered p50"], round(m["baseline filtered p50"] / max(m["filtered p50"], 1e-9), 1),
              m["recall filtered"], m["recall unfiltered"], m["rss_mb"], m["disk_mb"], m["open_s"],
-             m["build_s"] if m["build_s"] is not None else "-", m.get("load", "-")]
+             m["build_s"] if m["build_s"] is not None else "-", m.get("first pass filtered p95", "-"),
+             m.get("load", "-")]
             + ([m.get("server_rss_mb", "-")] if mode == "server" else []) for label, m in measured]
     title = "search_products latency (ms) by catalog size, recall@10 of the served text channel vs exact"
     print_table(title + (", the store served by `chroma run` over HTTP" if mode == "server" else ""),
                 ["store", "products", "filtered p50", "filtered p95", "unfiltered p50", "unfiltered p95",
                  "old filtered p50", "speed-up", "recall filt.", "recall unfilt.", "RSS MB", "disk MB",
-                 "index open s", "build s", "load"] + (["server RSS MB"] if mode == "server" else []), rows)
+                 "index open s", "build s", "first pass filt. p95", "load"]
+                + (["server RSS MB"] if mode == "server" else []), rows)
     raw_path(mode).write_text(json.dumps(dict(measured), indent=1))
     plot(measured, mode)
 
@@ -232,9 +249,11 @@ def plot(measured: list[tuple[str, dict]], mode: str = "embedded") -> None:
     sizes = [m["products"] for _, m in measured]
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, style in (("filtered p95", "o-"), ("filtered p50", "o--"), ("unfiltered p95", "s-"),
-                       ("unfiltered p50", "s--"), ("baseline filtered p50", "x:")):
-        ax.plot(sizes, [m[key] for _, m in measured], style, label=key.replace("baseline", "old"))
+                       ("unfiltered p50", "s--"), ("first pass filtered p95", "^:"), ("baseline filtered p50", "x:")):
+        if all(key in m for _, m in measured):
+            ax.plot(sizes, [m[key] for _, m in measured], style, label=key.replace("baseline", "old"))
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("products in the store")
     ax.set_ylabel("ms per search_products")
     ax.set_title(f"search latency vs catalog size, {mode} Chroma\n(load {os.getloadavg()[0]:.1f} on "
