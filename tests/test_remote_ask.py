@@ -81,7 +81,14 @@ def test_ask_through_a_running_server_answers_as_in_process_and_keeps_memory_the
     assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600
     assert mapping["token"] not in output and (server_home / "server.db").exists()
 
-    photo = hm_photo(sorted(hm_sample)[0])
+    forged = json.loads(saved.read_text())
+    forged[url]["r3"] = {"id": mapping["id"], "token": "not-the-token"}
+    saved.write_text(json.dumps(forged))
+    code, refused, output = ask("--server", url, "--session", "r3", "cheaper")
+    assert code == 1 and refused["error"]["code"] == "forbidden"
+    assert "session r3 cannot be continued" in refused["error"]["message"]
+
+    photo = hm_photo(min(hm_sample))
     code, with_photo, output = ask("--server", url, "--session", "r2", "like this but in black", "--image",
                                    str(photo))
     _, local_photo, _ = ask("--session", "local-2", "like this but in black", "--image", str(photo))

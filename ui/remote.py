@@ -118,7 +118,11 @@ class RemoteAssistant:
         try:
             if response.status_code != 200:
                 response.read()
-                yield ErrorEvent(message=error_message(response), code=error_code(response))
+                message = error_message(response)
+                if response.status_code in (401, 403, 404):
+                    message = (f"session {name} cannot be continued on {self.url} ({message}); start a new one "
+                               f"with another --session name")
+                yield ErrorEvent(message=message, code=error_code(response))
                 yield DoneEvent(session_id=name)
                 return
             done = False
