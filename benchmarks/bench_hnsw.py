@@ -2,14 +2,14 @@
 query latency, build time and disk, for M in {8, 16, 32} at ``ef_search`` 100 / 200 / 400.
 
 ``python -m benchmarks hnsw [--size N[,N...]] [--m 8,16,32]`` (default 250,000 vectors; the figures in
-``docs/performance.md`` add 1,000,000 at M 16 and 32). The vectors are the real
-H&M + Fashion Product Images store's text vectors (``.atelier/bench/store-56k``) and noisy copies of them, the
-recipe of ``benchmarks.scale_store``; the queries are 200 real attribute phrases of that catalog, embedded by
-the compact encoder, asked for the served path's pool of 100 (``ProductSearch.nearest``), of which the top 10
-are compared with exact numpy search over the same vectors (tie-aware: a served product counts when it is as
-similar as the exact 10th — the catalogs hold products with identical texts, hence identical vectors). Each collection is built once (kept under
-``.atelier/bench/hnsw/``; a rebuild is needed to change M) and each ``ef_search`` is measured in a fresh process,
-because Chroma reads a collection's configuration when it first loads it.
+``docs/performance.md`` add 1,000,000). The vectors are the real H&M + Fashion Product Images store's text
+vectors (``.atelier/bench/store-56k``) and noisy copies of them, the recipe of ``benchmarks.scale_store``; the
+queries are 200 real attribute phrases of that catalog, embedded by the compact encoder, asked for the served
+path's pool of 100 (``ProductSearch.nearest``), of which the top 10 are compared with exact numpy search over the
+same vectors (tie-aware: a served product counts when it is as similar as the exact 10th — the catalogs hold
+products with identical texts, hence identical vectors). Each collection is built once (kept under
+``.atelier/bench/hnsw/``; a rebuild is needed to change M), and each ``ef_search`` is set in one fresh process
+and measured in another, because Chroma reads a collection's configuration when it first loads it.
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ def measure(m: int, size: int) -> dict:
 
 
 def in_fresh_process(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_hnsw", *args], text=True, capture_output=True, check=False)
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_hnsw", *args], text=True, capture_output=True,
+                         check=False)
     lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
     if not lines:
         raise RuntimeError(out.stderr[-2000:])
@@ -119,22 +120,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks hnsw", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="250000", help="vector counts (comma-separated)")
     parser.add_argument("--m", default="8,16,32", help="graph degrees to compare (comma-separated)")
-    parser.add_argument("--measure", nargs=2, type=int, metavar=("M", "EF"), help=argparse.SUPPRESS)
     args = parser.parse_args(list(argv or []))
-    if args.measure:
-        m, ef = args.measure
-        set_ef(m, int(args.size), ef)
-        print("RESULT " + json.dumps(in_fresh_process("--size", args.size, "--query", str(m))))
-        return
     if not (SOURCE / "chroma.sqlite3").exists():
-        print(f"skipped: no {SOURCE} (build it with `python -m benchmarks.scale_store --merge`, see docs/performance.md)")
+        print(f"skipped: no {SOURCE} (build it with `python -m benchmarks.scale_store --merge`, "
+              f"see docs/performance.md)")
         return
     for size in (int(x) for x in args.size.split(",")):
         rows = []
         for m in (int(x) for x in args.m.split(",")):
             built = in_fresh_process("--size", str(size), "--build", str(m))
             for ef in EF_SEARCH:
-                result = in_fresh_process("--size", str(size), "--measure", str(m), str(ef))
+                in_fresh_process("--size", str(size), "--set-ef", str(m), str(ef))
+                result = in_fresh_process("--size", str(size), "--query", str(m))
                 rows.append([m, ef, result["recall"], result["worst"], result["p50"], result["p95"],
                              built["build_s"], built["disk_mb"]])
                 print(rows[-1], flush=True)
@@ -144,10 +141,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _entry(argv: list[str]) -> None:
-    """Internal modes run in fresh processes: ``--build M`` and ``--query M``."""
+    """Internal modes, each run in a fresh process: ``--build M``, ``--set-ef M EF`` and ``--query M``."""
     size = int(argv[argv.index("--size") + 1]) if "--size" in argv else 250_000
     if "--build" in argv:
         print("RESULT " + json.dumps(build(int(argv[argv.index("--build") + 1]), size)))
+    elif "--set-ef" in argv:
+        at = argv.index("--set-ef")
+        set_ef(int(argv[at + 1]), size, int(argv[at + 2]))
+        print("RESULT {}")
     elif "--query" in argv:
         print("RESULT " + json.dumps(measure(int(argv[argv.index("--query") + 1]), size)))
     else:
@@ -155,6 +156,6 @@ def _entry(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if not {"--build", "--query", "--measure"} & set(sys.argv):
+    if not {"--build", "--query", "--set-ef"} & set(sys.argv):
         CURRENT.update(benchmark="hnsw", run=time.strftime("%Y-%m-%dT%H:%M:%S"))
     _entry(sys.argv[1:])

@@ -4,11 +4,13 @@ exact numpy search, memory, disk and build time, with a plot of latency against 
 ``python -m benchmarks scale [--store LABEL=PATH ...] [--server]`` (``--from-raw`` redraws the table and plot from
 the last raw figures). ``--server`` serves each store's folder with ``chroma run`` on loopback and searches it
 through ``ATELIER_CHROMA_URL`` (the client-server deployment: HNSW queries over HTTP, the catalog index built
-from the server on first open and cached under the cache folder), adding the server's RSS. Without ``--store`` it measures every store it finds:
-the real H&M benchmark store, the real H&M + FPI store (``.atelier/bench/store-56k``) and the synthetic stores
-of ``benchmarks.scale_store`` under ``.atelier/bench/scale/``. Each store is measured in a fresh process (so RSS
-is that store's). In the same process, the baseline is what ``search_products`` did before the query planner:
-one Chroma query per dense channel with the ``where`` filter pushed down and every hit's metadata read back.
+from the server on first open and cached under the cache folder), adding the server's RSS.
+
+Without ``--store`` it measures every store it finds: the real H&M benchmark store, the real H&M + FPI store
+(``.atelier/bench/store-56k``) and the synthetic stores of ``benchmarks.scale_store`` under
+``.atelier/bench/scale/``. Each store is measured in a fresh process (so RSS is that store's). In the same
+process, the baseline is what ``search_products`` did before the query planner: one Chroma query per dense
+channel with the ``where`` filter pushed down and every hit's metadata read back.
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ def disk_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process (this one by default), from ``/proc``; this process's peak where there is none."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if pid == "self" else float("nan")
 
 
 def scale_queries(index, n: int = QUERIES, seed: int = 3) -> list[str]:
@@ -178,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             result = json.loads(line[0][7:])
             if server is not None:
-                result["server_rss_mb"] = round(process_rss_mb(server[0].pid))
+                result["server_rss_mb"] = round(rss_mb(server[0].pid))
             measured.append((label, result))
             print(label, result, flush=True)
         finally:
@@ -206,13 +209,6 @@ def serve(path: Path) -> tuple[subprocess.Popen, str]:
                 process.terminate()
                 raise RuntimeError(f"chroma run over {path} did not start")
             time.sleep(0.5)
-
-
-def process_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def raw_path(mode: str) -> Path:

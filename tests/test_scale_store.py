@@ -84,16 +84,16 @@ def test_new_collections_get_the_measured_graph_degree_and_old_ones_keep_theirs(
 def test_a_store_built_embedded_is_served_as_is_by_chroma_run(tmp_path):
     """``bench_scale --server`` measures the 1M store through ``chroma run`` over the folder ``scale_store`` wrote
     embedded: the server must answer with the same products and vectors, and stop when asked."""
-    from benchmarks.bench_scale import process_rss_mb, serve
+    from benchmarks.bench_scale import rss_mb, serve
 
-    products, vectors = source_store(tmp_path / "real", 25)
+    _, vectors = source_store(tmp_path / "real", 25)
     server, url = serve(tmp_path / "real")
     try:
         remote = ProductStore.open("compact", DIM, Settings(chroma_url=url))
         assert remote.count() == 25
         assert np.allclose(remote.vectors(["real3"], "image")["real3"], vectors[3], atol=1e-6)
         assert remote.nearest(vectors[11], "text", 1)[0] == ["real11"]
-        assert process_rss_mb(server.pid) > 10
+        assert rss_mb(server.pid) > 10
     finally:
         server.terminate()
         server.wait(timeout=60)
